@@ -1,0 +1,32 @@
+# bbaccess: every target creates .venv and installs what it needs by itself.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+DB ?= bbaccess-demo.db
+
+.DEFAULT_GOAL := help
+.PHONY: help demo test lint typecheck clean
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
+
+$(BIN)/bbaccess: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[test]'
+	@touch $@
+
+demo: $(BIN)/bbaccess ## snapshot the built-in simulator, churn a day, snapshot again, show the diff
+	$(BIN)/bbaccess demo --db $(DB)
+
+test: $(BIN)/bbaccess ## run the tests, then ruff and mypy --strict on exporter/
+	$(BIN)/python -m pytest -q
+	$(BIN)/ruff check exporter tests
+	$(BIN)/mypy exporter
+
+lint: $(BIN)/bbaccess ## ruff and mypy only
+	$(BIN)/ruff check exporter tests
+	$(BIN)/mypy exporter
+
+clean: ## remove the virtual environment and the demo database
+	rm -rf $(VENV) $(DB) $(DB).lock

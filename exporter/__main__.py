@@ -1,0 +1,5 @@
+"""``python -m exporter`` behaves exactly like the ``bbaccess`` command."""
+
+from exporter.cli import main
+
+raise SystemExit(main())
