@@ -1,0 +1,56 @@
+"""A tiny Bitbucket on 127.0.0.1 and an injected clock, for the HTTP-side tests.
+
+Named apart from ``conftest`` so that test modules can import it without clashing with other
+conftest files of the suite.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+
+from aiohttp import web
+
+EMAIL = "admin@example.com"
+TOKEN = "ATATT3xFfGF0-secret-token-value"
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+@dataclass
+class FakeBitbucket:
+    """A local server: routes are set per test; every request is recorded."""
+
+    base_url: str = ""
+    routes: dict[str, Handler] = field(default_factory=dict)
+    seen: list[web.Request] = field(default_factory=list)
+
+    async def dispatch(self, request: web.Request) -> web.StreamResponse:
+        self.seen.append(request)
+        handler = self.routes.get(request.path)
+        if handler is None:
+            return web.json_response(
+                {"type": "error", "error": {"message": "no route"}}, status=404
+            )
+        return await handler(request)
+
+
+@dataclass
+class RecordingSleep:
+    delays: list[float] = field(default_factory=list)
+
+    async def __call__(self, seconds: float) -> None:
+        self.delays.append(seconds)
+
+
+async def serve() -> tuple[FakeBitbucket, web.AppRunner]:
+    fake = FakeBitbucket()
+    app = web.Application()
+    app.router.add_route("GET", "/{tail:.*}", fake.dispatch)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = runner.addresses[0][1]
+    fake.base_url = f"http://127.0.0.1:{port}"
+    return fake, runner

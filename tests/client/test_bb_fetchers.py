@@ -1,0 +1,238 @@
+"""Fetchers against a local server answering with realistic Bitbucket bodies."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from aiohttp import web
+from tests.client.bb_fake import FakeBitbucket
+
+from exporter.bitbucket import BitbucketClient
+from exporter.crawl.fetchers import (
+    fetch_projects,
+    fetch_repositories,
+    fetch_repository_permissions,
+    fetch_workspace,
+    fetch_workspace_roles,
+    list_workspaces,
+)
+from exporter.crawl.records import GrantRecord, ObjectRecord, UserRecord, WorkspaceRef
+from exporter.errors import FetchFailedError
+
+MakeClient = Callable[..., BitbucketClient]
+WS = WorkspaceRef(uuid="{ws-1111}", slug="acme", administrator=True)
+ALICE = {
+    "display_name": "Alice Admin",
+    "uuid": "{u-alice}",
+    "nickname": "alice",
+    "account_id": "557058:aaaa",
+    "type": "user",
+    "links": {"avatar": {"href": "https://avatar-management.example/alice"}},
+}
+BOB = {"display_name": "Bob Builder", "uuid": "{u-bob}", "type": "user", "account_id": "5:b"}
+
+
+def pages(base: str, *bodies: list[dict[str, Any]]) -> Any:
+    """A listing handler serving these pages, linking them by ``next`` like Bitbucket."""
+
+    async def handler(request: web.Request) -> web.StreamResponse:
+        number = int(request.query.get("page", "1"))
+        body: dict[str, Any] = {
+            "pagelen": 100,
+            "page": number,
+            "size": sum(map(len, bodies)),
+            "values": bodies[number - 1],
+        }
+        if number < len(bodies):
+            body["next"] = f"{base}{request.path}?pagelen=100&page={number + 1}"
+        return web.json_response(body)
+
+    return handler
+
+
+async def test_list_workspaces(bitbucket: FakeBitbucket, make_client: MakeClient) -> None:
+    rows = [
+        {
+            "type": "workspace_access",
+            "administrator": True,
+            "workspace": {"type": "workspace_base", "uuid": "{ws-1111}", "slug": "acme"},
+        },
+        {
+            "type": "workspace_access",
+            "administrator": False,
+            "workspace": {"type": "workspace_base", "uuid": "{ws-2222}", "slug": "tools"},
+        },
+    ]
+    bitbucket.routes["/2.0/user/workspaces"] = pages(bitbucket.base_url, rows[:1], rows[1:])
+    found = await list_workspaces(make_client(bitbucket.base_url))
+    assert found == [WS, WorkspaceRef("{ws-2222}", "tools", False)]
+    fields = bitbucket.seen[0].query["fields"]
+    assert fields.startswith("next,") and "values.workspace.slug" in fields
+
+
+async def test_fetch_workspace(bitbucket: FakeBitbucket, make_client: MakeClient) -> None:
+    async def handler(request: web.Request) -> web.StreamResponse:
+        return web.json_response(
+            {
+                "type": "workspace",
+                "uuid": "{ws-1111}",
+                "slug": "acme",
+                "name": "Acme Corp",
+                "is_private": True,
+                "created_on": "2019-03-01T10:00:00+00:00",
+                "links": {"html": {"href": "https://bitbucket.org/acme/"}},
+            }
+        )
+
+    bitbucket.routes["/2.0/workspaces/acme"] = handler
+    record = await fetch_workspace(make_client(bitbucket.base_url), "acme")
+    assert record == ObjectRecord("workspace", "{ws-1111}", "acme", "Acme Corp", True)
+
+
+async def test_workspace_slug_is_quoted_in_the_path(
+    bitbucket: FakeBitbucket, make_client: MakeClient
+) -> None:
+    bitbucket.routes["/2.0/workspaces/odd slug/x/projects"] = pages(bitbucket.base_url, [])
+    ws = WorkspaceRef("{ws-3}", "odd slug/x")
+    got = [batch async for batch in fetch_projects(make_client(bitbucket.base_url), ws)]
+    assert got == [[]]
+    assert bitbucket.seen[0].raw_path.startswith("/2.0/workspaces/odd%20slug%2Fx/projects?")
+
+
+async def test_workspace_roles(bitbucket: FakeBitbucket, make_client: MakeClient) -> None:
+    rows = [
+        {
+            "type": "workspace_membership",
+            "permission": "owner",
+            "user": ALICE,
+            "workspace": {"slug": "acme"},
+            "last_accessed": "2026-10-30T08:00:00+00:00",
+        },
+        {"type": "workspace_membership", "permission": "member", "user": BOB},
+    ]
+    bitbucket.routes["/2.0/workspaces/acme/permissions"] = pages(
+        bitbucket.base_url, rows[:1], rows[1:]
+    )
+    got = [batch async for batch in fetch_workspace_roles(make_client(bitbucket.base_url), WS)]
+    assert got == [
+        [
+            UserRecord("{u-alice}", "Alice Admin", "alice", "557058:aaaa"),
+            GrantRecord("user", "{u-alice}", "workspace", "{ws-1111}", "owner"),
+        ],
+        [
+            UserRecord("{u-bob}", "Bob Builder", None, "5:b"),
+            GrantRecord("user", "{u-bob}", "workspace", "{ws-1111}", "member"),
+        ],
+    ]
+    query = bitbucket.seen[0].query
+    assert query["pagelen"] == "100"
+    assert query["fields"] == (
+        "next,values.permission,values.user.uuid,"
+        "values.user.display_name,values.user.nickname,"
+        "values.user.account_id"
+    )
+
+
+async def test_projects(bitbucket: FakeBitbucket, make_client: MakeClient) -> None:
+    rows = [
+        {
+            "type": "project",
+            "uuid": "{p-1}",
+            "key": "PAY",
+            "name": "Payments",
+            "is_private": True,
+            "owner": {"uuid": "{ws-1111}"},
+            "has_publicly_visible_repos": 0,
+        }
+    ]
+    bitbucket.routes["/2.0/workspaces/acme/projects"] = pages(bitbucket.base_url, rows)
+    got = [batch async for batch in fetch_projects(make_client(bitbucket.base_url), WS)]
+    assert got == [[ObjectRecord("project", "{p-1}", "PAY", "Payments", True, None)]]
+
+
+async def test_repositories(bitbucket: FakeBitbucket, make_client: MakeClient) -> None:
+    rows = [
+        {
+            "type": "repository",
+            "uuid": "{r-1}",
+            "slug": "payments-api",
+            "name": "payments-api",
+            "full_name": "acme/payments-api",
+            "is_private": True,
+            "project": {"type": "project", "uuid": "{p-1}", "key": "PAY"},
+        },
+        {
+            "type": "repository",
+            "uuid": "{r-2}",
+            "slug": "handbook",
+            "name": "Handbook",
+            "is_private": False,
+            "project": None,
+        },
+    ]
+    bitbucket.routes["/2.0/repositories/acme"] = pages(bitbucket.base_url, rows)
+    got = [batch async for batch in fetch_repositories(make_client(bitbucket.base_url), WS)]
+    assert got == [
+        [
+            ObjectRecord("repository", "{r-1}", "payments-api", "payments-api", True, "{p-1}"),
+            ObjectRecord("repository", "{r-2}", "handbook", "Handbook", False, None),
+        ]
+    ]
+    assert "values.project.uuid" in bitbucket.seen[0].query["fields"]
+
+
+def repo_permission(user: dict[str, Any], repo: str, permission: str) -> dict[str, Any]:
+    return {
+        "type": "repository_permission",
+        "permission": permission,
+        "user": user,
+        "repository": {
+            "type": "repository",
+            "uuid": repo,
+            "full_name": f"acme/{repo}",
+            "name": repo,
+        },
+    }
+
+
+async def test_repository_permissions(bitbucket: FakeBitbucket, make_client: MakeClient) -> None:
+    rows = [
+        repo_permission(ALICE, "{r-1}", "admin"),
+        repo_permission(ALICE, "{r-2}", "admin"),
+        repo_permission(BOB, "{r-1}", "write"),
+    ]
+    bitbucket.routes["/2.0/workspaces/acme/permissions/repositories"] = pages(
+        bitbucket.base_url, rows[:2], rows[2:]
+    )
+    client = make_client(bitbucket.base_url)
+    got = [batch async for batch in fetch_repository_permissions(client, WS)]
+    assert got == [
+        [
+            UserRecord("{u-alice}", "Alice Admin", "alice", "557058:aaaa"),
+            GrantRecord("user", "{u-alice}", "repository", "{r-1}", "admin"),
+            GrantRecord("user", "{u-alice}", "repository", "{r-2}", "admin"),
+        ],
+        [
+            UserRecord("{u-bob}", "Bob Builder", None, "5:b"),
+            GrantRecord("user", "{u-bob}", "repository", "{r-1}", "write"),
+        ],
+    ]
+
+
+async def test_row_without_user_uuid_fails_the_scope(
+    bitbucket: FakeBitbucket, make_client: MakeClient
+) -> None:
+    nameless = {"display_name": "Ghost", "type": "user"}
+    rows = [repo_permission(ALICE, "{r-1}", "admin"), repo_permission(nameless, "{r-1}", "read")]
+    bitbucket.routes["/2.0/workspaces/acme/permissions/repositories"] = pages(
+        bitbucket.base_url, rows[:1], rows[1:]
+    )
+    client = make_client(bitbucket.base_url)
+    with pytest.raises(FetchFailedError) as caught:
+        async for _ in fetch_repository_permissions(client, WS):
+            pass
+    text = str(caught.value)
+    assert "/2.0/workspaces/acme/permissions/repositories" in text
+    assert "page 2" in text and "values[0].user.uuid is missing" in text
