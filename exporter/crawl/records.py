@@ -20,7 +20,8 @@ class ScopeKind(StrEnum):
     WORKSPACE_ROLES = "workspace_roles"  # /2.0/workspaces/{ws}/permissions
     PROJECTS = "projects"  # /2.0/workspaces/{ws}/projects
     REPOSITORIES = "repositories"  # /2.0/repositories/{ws}
-    REPOSITORY_PERMISSIONS = "repository_permissions"  # /2.0/workspaces/{ws}/permissions/repositories
+    # /2.0/workspaces/{ws}/permissions/repositories: effective permissions, workspace-wide
+    REPOSITORY_PERMISSIONS = "repository_permissions"
 
 
 #: Where the access in a grant comes from, by the kind of scope that listed it.

@@ -1,0 +1,134 @@
+"""Opening a bbaccess database: the engine, the one-run-at-a-time lock, and schema upgrades.
+
+Alembic owns the schema. ``open_database`` upgrades an older database to this version's head and
+refuses one written by a newer version of bbaccess.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import logging
+import os
+from pathlib import Path
+from typing import Any
+
+from alembic import command
+from alembic.config import Config
+from alembic.script import ScriptDirectory
+from alembic.util.exc import CommandError
+from sqlalchemy import event, text
+from sqlalchemy.engine import Connection
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+
+from exporter.errors import DatabaseError, SnapshotRunningError
+
+log = logging.getLogger(__name__)
+
+MIGRATIONS_DIR = Path(__file__).resolve().parents[2] / "migrations"
+
+
+def alembic_config() -> Config:
+    if not (MIGRATIONS_DIR / "env.py").is_file():
+        raise DatabaseError(
+            f"the schema migrations are missing ({MIGRATIONS_DIR}); install bbaccess from its "
+            "source tree with 'pip install -e .'"
+        )
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS_DIR))
+    return config
+
+
+def _set_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.execute("PRAGMA busy_timeout=30000")
+    cursor.close()
+
+
+def create_engine_for(path: Path) -> AsyncEngine:
+    engine = create_async_engine(f"sqlite+aiosqlite:///{path}")
+    event.listen(engine.sync_engine, "connect", _set_pragmas)
+    return engine
+
+
+def _current_revision(connection: Connection) -> str | None:
+    has_table = connection.execute(
+        text("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'alembic_version'")
+    ).first()
+    if has_table is None:
+        return None
+    row = connection.execute(text("SELECT version_num FROM alembic_version")).first()
+    return None if row is None else str(row[0])
+
+
+def _known_revision(scripts: ScriptDirectory, revision: str) -> bool:
+    try:
+        return scripts.get_revision(revision) is not None
+    except CommandError:
+        return False
+
+
+def _upgrade(connection: Connection, path: Path) -> None:
+    config = alembic_config()
+    scripts = ScriptDirectory.from_config(config)
+    revision = _current_revision(connection)
+    if revision is not None and not _known_revision(scripts, revision):
+        raise DatabaseError(
+            f"{path} was written by a newer bbaccess (schema revision {revision!r}); "
+            "upgrade bbaccess to use it"
+        )
+    head = scripts.get_current_head()
+    if revision != head:
+        log.info("upgrading %s from schema %s to %s", path, revision or "(empty)", head)
+        config.attributes["connection"] = connection
+        command.upgrade(config, "head")
+
+
+async def open_database(path: Path, *, create: bool = True) -> AsyncEngine:
+    """An engine on ``path`` whose schema is at this version's head.
+
+    With ``create=False`` a missing file is an error (the read-only commands).
+    """
+    if not create and not path.exists():
+        raise DatabaseError(f"no database at {path}: run 'bbaccess snapshot --db {path}' first")
+    if path.parent and not path.parent.exists():
+        raise DatabaseError(f"the folder {path.parent} does not exist")
+    engine = create_engine_for(path)
+    try:
+        async with engine.begin() as connection:
+            await connection.run_sync(_upgrade, path)
+    except BaseException:
+        await engine.dispose()
+        raise
+    return engine
+
+
+class RunLock:
+    """An exclusive lock beside the database, held for the whole of one snapshot.
+
+    The operating system releases it when the process dies, so a killed run never blocks the next.
+    """
+
+    def __init__(self, db_path: Path) -> None:
+        self.db_path = db_path
+        self.path = db_path.with_name(db_path.name + ".lock")
+        self._fd: int | None = None
+
+    def acquire(self) -> None:
+        fd = os.open(self.path, os.O_CREAT | os.O_RDWR, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            raise SnapshotRunningError(
+                f"another snapshot is running against {self.db_path}; "
+                "wait for it to finish (one snapshot at a time per database)"
+            ) from None
+        self._fd = fd
+
+    def release(self) -> None:
+        if self._fd is not None:
+            fcntl.flock(self._fd, fcntl.LOCK_UN)
+            os.close(self._fd)
+            self._fd = None

@@ -1,0 +1,162 @@
+"""SQLAlchemy tables. Alembic (``migrations/``) owns the real schema; these mirror it for queries.
+
+Fact tables (``objects``, ``grants``) hold versions: ``valid_from`` is the snapshot whose ok
+observation first showed the row, ``valid_to`` the first snapshot whose ok observation of the same
+scope no longer showed it (NULL while current). ``stage_*`` tables hold what a running snapshot has
+fetched; they are merged into the fact tables when the snapshot completes, then emptied.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    Boolean,
+    Column,
+    Float,
+    ForeignKey,
+    Integer,
+    MetaData,
+    PrimaryKeyConstraint,
+    Table,
+    Text,
+    UniqueConstraint,
+)
+
+NAMING_CONVENTION = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+metadata = MetaData(naming_convention=NAMING_CONVENTION)
+
+snapshots = Table(
+    "snapshots",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("started_at", Text, nullable=False),
+    Column("finished_at", Text),
+    Column("status", Text, nullable=False),
+    Column("tool_version", Text, nullable=False),
+    Column("requests", Integer, nullable=False, default=0),
+    Column("retries", Integer, nullable=False, default=0),
+    Column("throttled", Integer, nullable=False, default=0),
+    Column("wait_seconds", Float, nullable=False, default=0.0),
+    Column("scopes_ok", Integer, nullable=False, default=0),
+    Column("scopes_forbidden", Integer, nullable=False, default=0),
+    Column("scopes_failed", Integer, nullable=False, default=0),
+    Column("scopes_skipped", Integer, nullable=False, default=0),
+    Column("message", Text),
+    sqlite_autoincrement=True,
+)
+
+scopes = Table(
+    "scopes",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("kind", Text, nullable=False),
+    Column("workspace_uuid", Text, nullable=False),
+    Column("object_type", Text, nullable=False),
+    Column("object_uuid", Text, nullable=False),
+    Column("parent_scope_id", Integer, ForeignKey("scopes.id")),
+    Column("label", Text, nullable=False),
+    UniqueConstraint("kind", "object_uuid"),
+)
+
+observations = Table(
+    "observations",
+    metadata,
+    Column("snapshot_id", Integer, ForeignKey("snapshots.id"), nullable=False),
+    Column("scope_id", Integer, ForeignKey("scopes.id"), nullable=False),
+    Column("outcome", Text, nullable=False),
+    Column("detail", Text),
+    PrimaryKeyConstraint("snapshot_id", "scope_id"),
+)
+
+objects = Table(
+    "objects",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("scope_id", Integer, ForeignKey("scopes.id"), nullable=False),
+    Column("uuid", Text, nullable=False),
+    Column("object_type", Text, nullable=False),
+    Column("slug", Text, nullable=False),
+    Column("name", Text, nullable=False),
+    Column("is_private", Boolean),
+    Column("parent_uuid", Text),
+    Column("valid_from", Integer, nullable=False),
+    Column("valid_to", Integer),
+)
+
+grants = Table(
+    "grants",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("scope_id", Integer, ForeignKey("scopes.id"), nullable=False),
+    Column("subject_type", Text, nullable=False),
+    Column("subject_uuid", Text, nullable=False),
+    Column("object_type", Text, nullable=False),
+    Column("object_uuid", Text, nullable=False),
+    Column("permission", Text, nullable=False),
+    Column("valid_from", Integer, nullable=False),
+    Column("valid_to", Integer),
+)
+
+users = Table(
+    "users",
+    metadata,
+    Column("uuid", Text, primary_key=True),
+    Column("display_name", Text, nullable=False),
+    Column("nickname", Text),
+    Column("account_id", Text),
+    Column("last_seen", Integer),
+)
+
+stage_observations = Table(
+    "stage_observations",
+    metadata,
+    Column("snapshot_id", Integer, nullable=False),
+    Column("scope_id", Integer, nullable=False),
+    Column("outcome", Text, nullable=False),
+    Column("detail", Text),
+    PrimaryKeyConstraint("snapshot_id", "scope_id"),
+)
+
+stage_objects = Table(
+    "stage_objects",
+    metadata,
+    Column("snapshot_id", Integer, nullable=False),
+    Column("scope_id", Integer, nullable=False),
+    Column("uuid", Text, nullable=False),
+    Column("object_type", Text, nullable=False),
+    Column("slug", Text, nullable=False),
+    Column("name", Text, nullable=False),
+    Column("is_private", Boolean),
+    Column("parent_uuid", Text),
+    PrimaryKeyConstraint("snapshot_id", "scope_id", "uuid"),
+)
+
+stage_grants = Table(
+    "stage_grants",
+    metadata,
+    Column("snapshot_id", Integer, nullable=False),
+    Column("scope_id", Integer, nullable=False),
+    Column("subject_type", Text, nullable=False),
+    Column("subject_uuid", Text, nullable=False),
+    Column("object_type", Text, nullable=False),
+    Column("object_uuid", Text, nullable=False),
+    Column("permission", Text, nullable=False),
+    PrimaryKeyConstraint("snapshot_id", "scope_id", "subject_uuid", "object_uuid"),
+)
+
+stage_users = Table(
+    "stage_users",
+    metadata,
+    Column("snapshot_id", Integer, nullable=False),
+    Column("uuid", Text, nullable=False),
+    Column("display_name", Text, nullable=False),
+    Column("nickname", Text),
+    Column("account_id", Text),
+    PrimaryKeyConstraint("snapshot_id", "uuid"),
+)

@@ -1,0 +1,308 @@
+"""The SQL behind ``bbaccess diff`` and the ``access_changes`` view.
+
+One body computes the changes for a set of snapshot pairs ``pair(a, b)``, ``a`` before ``b``:
+``bbaccess diff`` runs it for one pair (``:a``, ``:b``), the ``access_changes`` view for each
+complete snapshot and the complete one before it. The migration that created the view holds its
+own frozen copy of this text; a test holds the two to the same answers.
+
+The rules (DESIGN.md, "Diff"): a version opened or closed in (a, b] can only come from an ok
+observation of its scope in (a, b], so the changed rows are exactly the versions valid at ``a`` and
+closed by ``b`` (old) and the versions opened after ``a`` and valid at ``b`` (new), paired by key.
+A key in both with the same value left and came back: no change. A new key in a scope with no ok
+observation at or before ``a`` is a ``baseline`` unless its object is new.
+"""
+
+from __future__ import annotations
+
+#: Permissions and roles in order; a higher rank is more access.
+RANK_SQL = """CASE {col}
+    WHEN 'none' THEN 0 WHEN 'read' THEN 1 WHEN 'member' THEN 1
+    WHEN 'write' THEN 2 WHEN 'collaborator' THEN 2
+    WHEN 'create-repo' THEN 3 WHEN 'create-project' THEN 3
+    WHEN 'admin' THEN 4 WHEN 'owner' THEN 4 END"""
+
+SOURCE_SQL = """CASE {col}
+    WHEN 'workspace_roles' THEN 'workspace'
+    WHEN 'repository_permissions' THEN 'effective'
+    ELSE {col} END"""
+
+#: Every complete snapshot paired with the complete snapshot before it (0 for the first).
+CONSECUTIVE_PAIRS = """SELECT coalesce((SELECT max(p.id) FROM snapshots p
+                      WHERE p.status = 'complete' AND p.id < s.id), 0) AS a,
+           s.id AS b
+    FROM snapshots s WHERE s.status = 'complete'"""
+
+ONE_PAIR = "SELECT :a AS a, :b AS b"
+
+CHANGES_BODY = """WITH
+pair(a, b) AS ({pairs}),
+ok_obs AS (SELECT scope_id, snapshot_id FROM observations WHERE outcome = 'ok'),
+old_o AS (
+    SELECT p.a, p.b, o.* FROM pair p JOIN objects o
+      ON o.valid_to > p.a AND o.valid_to <= p.b AND o.valid_from <= p.a),
+new_o AS (
+    SELECT p.a, p.b, o.* FROM pair p JOIN objects o
+      ON o.valid_from > p.a AND o.valid_from <= p.b
+     AND (o.valid_to IS NULL OR o.valid_to > p.b)),
+object_pairs AS (
+    SELECT n.a, n.b, n.scope_id, n.uuid, o.id AS old_id, n.id AS new_id
+      FROM new_o n LEFT JOIN old_o o
+        ON o.b = n.b AND o.scope_id = n.scope_id AND o.uuid = n.uuid
+    UNION ALL
+    SELECT o.a, o.b, o.scope_id, o.uuid, o.id, NULL FROM old_o o
+     WHERE NOT EXISTS (SELECT 1 FROM new_o n
+                        WHERE n.b = o.b AND n.scope_id = o.scope_id AND n.uuid = o.uuid)),
+object_events AS (
+    SELECT op.a, op.b, op.scope_id, op.uuid, op.old_id, op.new_id,
+           CASE WHEN op.old_id IS NULL THEN
+                  CASE WHEN EXISTS (SELECT 1 FROM ok_obs x
+                                     WHERE x.scope_id = op.scope_id AND x.snapshot_id <= op.a)
+                       THEN 'created' ELSE 'baseline' END
+                WHEN op.new_id IS NULL THEN 'deleted'
+                ELSE 'changed' END AS change
+      FROM object_pairs op),
+attributes(attribute) AS (VALUES ('slug'), ('name'), ('is_private'), ('project')),
+object_changes AS (
+    SELECT * FROM (
+      SELECT e.a, e.b, e.scope_id, e.uuid, e.change,
+             CASE WHEN e.change = 'changed' THEN t.attribute END AS attribute,
+             CASE WHEN e.change = 'changed' THEN CASE t.attribute
+                  WHEN 'slug' THEN ov.slug WHEN 'name' THEN ov.name
+                  WHEN 'is_private' THEN CASE ov.is_private WHEN 1 THEN 'true'
+                                                            WHEN 0 THEN 'false' END
+                  ELSE (SELECT l.slug FROM objects l WHERE l.uuid = ov.parent_uuid
+                         ORDER BY l.id DESC LIMIT 1) END END AS old_value,
+             CASE WHEN e.change = 'changed' THEN CASE t.attribute
+                  WHEN 'slug' THEN nv.slug WHEN 'name' THEN nv.name
+                  WHEN 'is_private' THEN CASE nv.is_private WHEN 1 THEN 'true'
+                                                            WHEN 0 THEN 'false' END
+                  ELSE (SELECT l.slug FROM objects l WHERE l.uuid = nv.parent_uuid
+                         ORDER BY l.id DESC LIMIT 1) END END AS new_value,
+             CASE WHEN e.change = 'changed' AND t.attribute = 'project'
+                  THEN ov.parent_uuid IS NOT nv.parent_uuid
+                  WHEN e.change = 'changed' AND t.attribute = 'is_private'
+                  THEN ov.is_private IS NOT nv.is_private
+                  WHEN e.change = 'changed' AND t.attribute = 'slug' THEN ov.slug IS NOT nv.slug
+                  WHEN e.change = 'changed' AND t.attribute = 'name' THEN ov.name IS NOT nv.name
+                  ELSE t.attribute = 'slug' END AS keep,
+             coalesce(nv.object_type, ov.object_type) AS object_type
+        FROM object_events e
+        CROSS JOIN attributes t
+        LEFT JOIN objects ov ON ov.id = e.old_id
+        LEFT JOIN objects nv ON nv.id = e.new_id)
+     WHERE keep),
+old_g AS (
+    SELECT p.a, p.b, g.* FROM pair p JOIN grants g
+      ON g.valid_to > p.a AND g.valid_to <= p.b AND g.valid_from <= p.a),
+new_g AS (
+    SELECT p.a, p.b, g.* FROM pair p JOIN grants g
+      ON g.valid_from > p.a AND g.valid_from <= p.b
+     AND (g.valid_to IS NULL OR g.valid_to > p.b)),
+grant_pairs AS (
+    SELECT n.a, n.b, n.scope_id, n.subject_type, n.subject_uuid, n.object_type, n.object_uuid,
+           o.permission AS old_value, n.permission AS new_value
+      FROM new_g n LEFT JOIN old_g o
+        ON o.b = n.b AND o.scope_id = n.scope_id
+       AND o.subject_uuid = n.subject_uuid AND o.object_uuid = n.object_uuid
+     WHERE o.permission IS NOT n.permission
+    UNION ALL
+    SELECT o.a, o.b, o.scope_id, o.subject_type, o.subject_uuid, o.object_type, o.object_uuid,
+           o.permission, NULL FROM old_g o
+     WHERE NOT EXISTS (SELECT 1 FROM new_g n
+                        WHERE n.b = o.b AND n.scope_id = o.scope_id
+                          AND n.subject_uuid = o.subject_uuid
+                          AND n.object_uuid = o.object_uuid)),
+grant_changes AS (
+    SELECT gp.*,
+           CASE WHEN gp.old_value IS NULL THEN
+                  CASE WHEN EXISTS (SELECT 1 FROM ok_obs x
+                                     WHERE x.scope_id = gp.scope_id AND x.snapshot_id <= gp.a)
+                       THEN 'granted'
+                       WHEN s.parent_scope_id IS NOT NULL
+                        AND EXISTS (SELECT 1 FROM ok_obs x WHERE x.scope_id = s.parent_scope_id
+                                       AND x.snapshot_id <= gp.a)
+                        AND NOT EXISTS (SELECT 1 FROM objects y
+                                         WHERE y.scope_id = s.parent_scope_id
+                                           AND y.uuid = s.object_uuid AND y.valid_from <= gp.a
+                                           AND (y.valid_to IS NULL OR y.valid_to > gp.a))
+                       THEN 'granted'
+                       ELSE 'baseline' END
+                WHEN gp.new_value IS NULL THEN 'revoked'
+                WHEN {rank_new} > {rank_old} THEN 'raised'
+                WHEN {rank_new} < {rank_old} THEN 'lowered'
+                ELSE 'changed' END AS change,
+           (SELECT oe.change || ' ' || coalesce(nv.object_type, ov.object_type)
+              FROM object_events oe
+              LEFT JOIN objects ov ON ov.id = oe.old_id
+              LEFT JOIN objects nv ON nv.id = oe.new_id
+             WHERE oe.b = gp.b AND oe.uuid = gp.object_uuid
+               AND oe.change IN ('created', 'deleted')) AS object_event,
+           {source} AS source
+      FROM grant_pairs gp JOIN scopes s ON s.id = gp.scope_id),
+workspaces AS (SELECT uuid, label FROM object_labels WHERE object_type = 'workspace')
+SELECT c.b AS snapshot_id,
+       (SELECT sn.finished_at FROM snapshots sn WHERE sn.id = c.b) AS snapshot_at,
+       c.a AS from_snapshot_id,
+       coalesce(w.label, s.workspace_uuid) AS workspace,
+       c.object_type,
+       coalesce(l.label, c.uuid) AS object_name,
+       NULL AS subject_type,
+       NULL AS subject_name,
+       c.change,
+       c.attribute,
+       c.old_value,
+       c.new_value,
+       NULL AS source,
+       NULL AS reason,
+       NULL AS subject_uuid,
+       c.uuid AS object_uuid,
+       c.scope_id
+  FROM object_changes c
+  JOIN scopes s ON s.id = c.scope_id
+  LEFT JOIN workspaces w ON w.uuid = s.workspace_uuid
+  LEFT JOIN object_labels l ON l.uuid = c.uuid
+UNION ALL
+SELECT c.b, (SELECT sn.finished_at FROM snapshots sn WHERE sn.id = c.b), c.a,
+       coalesce(w.label, s.workspace_uuid),
+       c.object_type,
+       coalesce(l.label, c.object_uuid),
+       c.subject_type,
+       coalesce(u.display_name, c.subject_uuid),
+       c.change,
+       NULL,
+       c.old_value,
+       c.new_value,
+       c.source,
+       CASE WHEN c.change = 'revoked' AND c.object_event LIKE 'deleted %' THEN c.object_event
+            WHEN c.change IN ('granted', 'baseline') AND c.object_event LIKE 'created %'
+            THEN c.object_event END,
+       c.subject_uuid,
+       c.object_uuid,
+       c.scope_id
+  FROM grant_changes c
+  JOIN scopes s ON s.id = c.scope_id
+  LEFT JOIN workspaces w ON w.uuid = s.workspace_uuid
+  LEFT JOIN object_labels l ON l.uuid = c.object_uuid
+  LEFT JOIN users u ON u.uuid = c.subject_uuid"""
+
+
+def changes_sql(pairs: str) -> str:
+    """The change rows for the snapshot pairs that ``pairs`` (a SELECT of ``a, b``) yields."""
+    return CHANGES_BODY.format(
+        pairs=pairs,
+        rank_new=RANK_SQL.format(col="gp.new_value"),
+        rank_old=RANK_SQL.format(col="gp.old_value"),
+        source=SOURCE_SQL.format(col="s.kind"),
+    )
+
+
+DIFF_SQL = changes_sql(ONE_PAIR)
+ACCESS_CHANGES_SQL = changes_sql(CONSECUTIVE_PAIRS)
+
+#: The newest version of every object, with a readable label (``acme/payments-api``).
+OBJECT_LABELS_SQL = """SELECT o.uuid, o.object_type,
+       CASE WHEN o.object_type = 'workspace' THEN o.slug
+            ELSE coalesce((SELECT w.slug FROM objects w
+                            WHERE w.uuid = s.workspace_uuid AND w.object_type = 'workspace'
+                            ORDER BY w.id DESC LIMIT 1), s.workspace_uuid) || '/' || o.slug
+       END AS label,
+       o.name, s.workspace_uuid
+  FROM objects o JOIN scopes s ON s.id = o.scope_id
+ WHERE o.id = (SELECT max(x.id) FROM objects x WHERE x.uuid = o.uuid)"""
+
+ACCESS_AT_SQL = """SELECT sn.id AS snapshot_id,
+       sn.finished_at AS snapshot_at,
+       coalesce(w.label, s.workspace_uuid) AS workspace,
+       g.object_type,
+       coalesce(l.label, g.object_uuid) AS object_name,
+       g.subject_type,
+       coalesce(u.display_name, g.subject_uuid) AS subject_name,
+       g.permission,
+       {source} AS source,
+       (SELECT max(x.snapshot_id) FROM observations x
+         WHERE x.scope_id = g.scope_id AND x.outcome = 'ok'
+           AND x.snapshot_id <= sn.id) AS observed_in,
+       g.subject_uuid,
+       g.object_uuid,
+       g.scope_id
+  FROM snapshots sn
+  JOIN grants g ON g.valid_from <= sn.id AND (g.valid_to IS NULL OR g.valid_to > sn.id)
+  JOIN scopes s ON s.id = g.scope_id
+  LEFT JOIN object_labels l ON l.uuid = g.object_uuid
+  LEFT JOIN object_labels w ON w.uuid = s.workspace_uuid
+  LEFT JOIN users u ON u.uuid = g.subject_uuid
+ WHERE sn.status = 'complete'""".format(source=SOURCE_SQL.format(col="s.kind"))
+
+#: Latest knowledge of each scope: its last attempt and its last ok observation.
+SCOPE_FRESHNESS_SQL = """SELECT s.id AS scope_id, s.kind, s.label,
+       (SELECT o.outcome FROM observations o WHERE o.scope_id = s.id
+         ORDER BY o.snapshot_id DESC LIMIT 1) AS last_outcome,
+       (SELECT o.detail FROM observations o WHERE o.scope_id = s.id
+         ORDER BY o.snapshot_id DESC LIMIT 1) AS last_detail,
+       (SELECT max(o.snapshot_id) FROM observations o WHERE o.scope_id = s.id) AS last_attempted_in,
+       (SELECT max(o.snapshot_id) FROM observations o
+         WHERE o.scope_id = s.id AND o.outcome = 'ok') AS observed_in,
+       (SELECT sn.finished_at FROM snapshots sn
+         WHERE sn.id = (SELECT max(o.snapshot_id) FROM observations o
+                         WHERE o.scope_id = s.id AND o.outcome = 'ok')) AS observed_at,
+       s.workspace_uuid, s.object_uuid
+  FROM scopes s"""
+
+CURRENT_GRANTS_SQL = """SELECT coalesce(w.label, s.workspace_uuid) AS workspace,
+       g.object_type,
+       coalesce(l.label, g.object_uuid) AS object_name,
+       g.subject_type,
+       coalesce(u.display_name, g.subject_uuid) AS subject_name,
+       g.permission,
+       {source} AS source,
+       f.observed_in,
+       f.observed_at,
+       g.valid_from AS since_snapshot,
+       g.subject_uuid,
+       g.object_uuid,
+       g.scope_id
+  FROM grants g
+  JOIN scopes s ON s.id = g.scope_id
+  JOIN scope_freshness f ON f.scope_id = g.scope_id
+  LEFT JOIN object_labels l ON l.uuid = g.object_uuid
+  LEFT JOIN object_labels w ON w.uuid = s.workspace_uuid
+  LEFT JOIN users u ON u.uuid = g.subject_uuid
+ WHERE g.valid_to IS NULL""".format(source=SOURCE_SQL.format(col="s.kind"))
+
+CURRENT_OBJECTS_SQL = """SELECT coalesce(w.label, s.workspace_uuid) AS workspace,
+       o.object_type,
+       l.label AS full_name,
+       o.slug,
+       o.name,
+       o.is_private,
+       p.label AS project,
+       f.observed_in,
+       f.observed_at,
+       o.valid_from AS since_snapshot,
+       o.uuid,
+       o.parent_uuid,
+       o.scope_id
+  FROM objects o
+  JOIN scopes s ON s.id = o.scope_id
+  JOIN scope_freshness f ON f.scope_id = o.scope_id
+  LEFT JOIN object_labels l ON l.uuid = o.uuid
+  LEFT JOIN object_labels w ON w.uuid = s.workspace_uuid
+  LEFT JOIN object_labels p ON p.uuid = o.parent_uuid
+ WHERE o.valid_to IS NULL"""
+
+#: name → SQL of every view, in the order they must be created.
+VIEWS: dict[str, str] = {
+    "object_labels": OBJECT_LABELS_SQL,
+    "scope_freshness": SCOPE_FRESHNESS_SQL,
+    "access_changes": ACCESS_CHANGES_SQL,
+    "access_at": ACCESS_AT_SQL,
+    "current_access": CURRENT_GRANTS_SQL,
+    "current_workspace_roles": "SELECT * FROM current_access WHERE source = 'workspace'",
+    "current_repository_permissions": (
+        "SELECT * FROM current_access WHERE source = 'effective'"
+    ),
+    "current_objects": CURRENT_OBJECTS_SQL,
+    "current_workspaces": "SELECT * FROM current_objects WHERE object_type = 'workspace'",
+    "current_projects": "SELECT * FROM current_objects WHERE object_type = 'project'",
+    "current_repositories": "SELECT * FROM current_objects WHERE object_type = 'repository'",
+}

@@ -1,0 +1,105 @@
+"""A naive model of the observation rules: it keeps every snapshot's observations in full.
+
+Used by the property tests to hold the real store to DESIGN.md's rules.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+RANK = {"none": 0, "read": 1, "member": 1, "write": 2, "collaborator": 2, "create-repo": 3,
+        "create-project": 3, "admin": 4, "owner": 4}
+
+Facts = dict[tuple[str, ...], tuple[object, ...]]
+
+
+@dataclass
+class NaiveScope:
+    name: str
+    is_listing: bool  # holds objects (key: uuid) rather than grants (key: subject, object)
+    parent: str | None = None  # the listing that holds this scope's object
+    object_uuid: str | None = None
+
+
+@dataclass
+class NaiveStore:
+    scopes: dict[str, NaiveScope]
+    # snapshot id -> scope -> facts, for ok observations only (deletion closures included)
+    ok: dict[int, dict[str, Facts]] = field(default_factory=dict)
+    complete: list[int] = field(default_factory=list)
+
+    def record(self, snapshot_id: int, observed: dict[str, Facts]) -> None:
+        """Merge a complete snapshot's ok observations, closing children of deleted objects."""
+        closures: dict[str, Facts] = {}
+        for name, scope in self.scopes.items():
+            if scope.parent is None or name in observed or scope.parent not in observed:
+                continue
+            before = self.knowledge(snapshot_id - 1, scope.parent)
+            after = observed[scope.parent]
+            key = (scope.object_uuid or "",)
+            if key in before and key not in after:
+                closures[name] = {}
+        self.ok[snapshot_id] = {**observed, **closures}
+        self.complete.append(snapshot_id)
+
+    def ok_snapshots(self, name: str) -> list[int]:
+        return [s for s in self.complete if name in self.ok[s]]
+
+    def knowledge(self, at: int, name: str) -> Facts:
+        seen = [s for s in self.ok_snapshots(name) if s <= at]
+        return self.ok[seen[-1]][name] if seen else {}
+
+    def diff(self, a: int, b: int) -> set[tuple[object, ...]]:
+        """(scope, key, change, attribute, old, new) for every change from a to b."""
+        out: set[tuple[object, ...]] = set()
+        for name, scope in self.scopes.items():
+            oks = self.ok_snapshots(name)
+            verified = any(a < s <= b for s in oks)
+            prior = any(s <= a for s in oks)
+            if not verified:
+                continue
+            old = self.knowledge(a, name) if prior else {}
+            new = self.knowledge(b, name)
+            first = not prior and not self._new_object(scope, a, b)
+            for key in old.keys() | new.keys():
+                out |= self._compare(name, scope, key, old.get(key), new.get(key), first, prior)
+        return out
+
+    def _new_object(self, scope: NaiveScope, a: int, b: int) -> bool:
+        if scope.parent is None:
+            return False
+        if not any(s <= a for s in self.ok_snapshots(scope.parent)):
+            return False
+        key = (scope.object_uuid or "",)
+        return key not in self.knowledge(a, scope.parent) and key in self.knowledge(
+            b, scope.parent
+        )
+
+    @staticmethod
+    def _compare(
+        name: str, scope: NaiveScope, key: tuple[str, ...], old: tuple[object, ...] | None,
+        new: tuple[object, ...] | None, first: bool, prior: bool,
+    ) -> set[tuple[object, ...]]:
+        if old == new:
+            return set()
+        if old is None:
+            assert new is not None
+            if first:
+                return {(name, key, "baseline", None, None, None)}
+            if scope.is_listing:
+                return {(name, key, "created" if prior else "baseline", None, None, None)}
+            return {(name, key, "granted", None, None, new[0])}
+        if new is None:
+            if scope.is_listing:
+                return {(name, key, "deleted", None, None, None)}
+            return {(name, key, "revoked", None, old[0], None)}
+        if scope.is_listing:
+            attrs = ("slug", "name", "is_private", "project")
+            return {
+                (name, key, "changed", attr, o, n)
+                for attr, o, n in zip(attrs, old, new, strict=True)
+                if o != n
+            }
+        o, n = str(old[0]), str(new[0])
+        change = "raised" if RANK[n] > RANK[o] else "lowered" if RANK[n] < RANK[o] else "changed"
+        return {(name, key, change, None, o, n)}
