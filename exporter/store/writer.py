@@ -9,6 +9,7 @@ that dies leaves its ``running`` row and staged rows behind; the next ``begin`` 
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -27,7 +28,7 @@ STAGE_TABLES = ("stage_observations", "stage_objects", "stage_grants", "stage_us
 
 
 def utc_now() -> str:
-    return datetime.now(UTC).isoformat(timespec="seconds")
+    return datetime.now(UTC).isoformat(timespec="milliseconds")
 
 
 @dataclass(frozen=True)
@@ -138,6 +139,8 @@ class SnapshotWriter:
         self._tool_version = tool_version
         self._clock = clock
         self._scope_ids: dict[tuple[str, str], int] = {}
+        # Fetchers run concurrently; SQLite takes one writer at a time, so writes queue here.
+        self._write_lock = asyncio.Lock()
         self.snapshot_id = 0
 
     async def begin(self) -> int:
@@ -173,7 +176,7 @@ class SnapshotWriter:
         if key in self._scope_ids:
             return self._scope_ids[key]
         parent_id = None if scope.parent is None else await self.scope_id(scope.parent)
-        async with self._engine.begin() as conn:
+        async with self._write_lock, self._engine.begin() as conn:
             await conn.execute(
                 insert(schema.scopes)
                 .prefix_with("OR IGNORE")
@@ -224,7 +227,7 @@ class SnapshotWriter:
                     "display_name": record.display_name, "nickname": record.nickname,
                     "account_id": record.account_id,
                 })
-        async with self._engine.begin() as conn:
+        async with self._write_lock, self._engine.begin() as conn:
             for table, rows in (
                 (schema.stage_objects, objects),
                 (schema.stage_grants, grants),
@@ -237,7 +240,7 @@ class SnapshotWriter:
         """Record how the scope's observation ended. Only ``ok`` keeps what was staged."""
         if outcome not in OUTCOMES:
             raise ValueError(f"unknown outcome {outcome!r}")
-        async with self._engine.begin() as conn:
+        async with self._write_lock, self._engine.begin() as conn:
             if outcome != "ok":
                 for table in (schema.stage_objects, schema.stage_grants):
                     await conn.execute(

@@ -1,0 +1,216 @@
+"""The ``bbaccess`` command: one thin sub-command per job.
+
+The only place that calls ``asyncio.run``, configures logging and chooses exit codes:
+
+====  ==========================================================================
+code  meaning
+====  ==========================================================================
+0     complete: every scope was read
+2     configuration or usage error (bad flag, missing credential, unusable database)
+3     authentication error: the API refused the credential
+4     complete with gaps: some scopes were forbidden, failed or skipped
+5     the run failed before it could complete (nothing was merged)
+====  ==========================================================================
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from exporter import __version__
+from exporter.cli_output import EXIT_AUTH, EXIT_FAILED, EXIT_OK, EXIT_USAGE
+from exporter.errors import (
+    ApiError,
+    AuthenticationError,
+    ConfigError,
+    DatabaseError,
+    ExporterError,
+)
+
+log = logging.getLogger("bbaccess")
+
+DIFF_COLUMNS = ("workspace", "change", "object_type", "object_name", "subject_name", "attribute",
+                "old_value", "new_value", "source", "reason")
+SNAPSHOT_COLUMNS = ("id", "status", "started_at", "seconds", "requests", "retries", "throttled",
+                    "ok", "forbidden", "failed", "skipped", "message")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="bbaccess",
+        description="Record who can reach what in Bitbucket Cloud in a SQLite database, and say "
+        "exactly what changed between any two snapshots.",
+        epilog="Exit codes: 0 complete, 2 configuration or usage error, 3 authentication error, "
+        "4 complete with gaps, 5 run failed. See README.md.",
+    )
+    parser.add_argument("--version", action="version", version=f"bbaccess {__version__}")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    snap = commands.add_parser(
+        "snapshot", help="take one snapshot of every workspace the credential can see",
+        description="Take one snapshot: read every workspace (or those named), record what was "
+        "observed, and merge it into the database in one transaction. Credentials come from the "
+        "environment: BITBUCKET_EMAIL + BITBUCKET_API_TOKEN (HTTP Basic) or "
+        "BITBUCKET_ACCESS_TOKEN (Bearer); BITBUCKET_API_URL overrides the API origin.",
+    )
+    _db_argument(snap)
+    snap.add_argument("--workspace", action="append", default=[], metavar="SLUG",
+                      help="read only this workspace (repeatable); default: every workspace "
+                      "listed by /2.0/user/workspaces")
+    snap.add_argument("--concurrency", type=int, default=8, metavar="N",
+                      help="requests in flight at once (default 8)")
+    snap.add_argument("--timeout", type=float, default=60.0, metavar="SECONDS",
+                      help="give up on one request after this long, then retry (default 60)")
+    _verbosity(snap)
+
+    runs = commands.add_parser("snapshots", help="list the runs with their status and counts",
+                               description="List every snapshot: status, start, duration, "
+                               "requests, retries and scopes by outcome.")
+    _db_argument(runs)
+    _format_argument(runs)
+
+    diff = commands.add_parser(
+        "diff", help="what changed between two snapshots",
+        description="What changed between two snapshots. X and Y are snapshot ids, dates "
+        "(2026-11-20: the last complete snapshot started on or before that day, UTC) or "
+        "timestamps (2026-11-20T06:00:00Z). Defaults: the last two complete snapshots. Scopes "
+        "not observed in between are reported as unverified, never as changes.",
+    )
+    _db_argument(diff)
+    diff.add_argument("--from", dest="from_ref", metavar="X", help="the earlier snapshot")
+    diff.add_argument("--to", dest="to_ref", metavar="Y", help="the later snapshot")
+    _format_argument(diff)
+    diff.add_argument("--baseline", action="store_true",
+                      help="also list baseline facts (first observed, so not changes)")
+    diff.add_argument("--sql", action="store_true",
+                      help="print the SQL that computes the diff (parameters :a and :b) and exit")
+
+    demo = commands.add_parser(
+        "demo", help="snapshot the built-in simulator, churn a day, snapshot again, show the diff",
+        description="Start the built-in Bitbucket simulator on 127.0.0.1 (no credentials, no "
+        "network), take a snapshot, apply one day of churn, take another and print what changed. "
+        "Run again, it adds the next day to the same database.",
+    )
+    _db_argument(demo, default="bbaccess-demo.db")
+    demo.add_argument("--seed", type=int, default=1, help="seed of the generated org (default 1)")
+    demo.add_argument("--churn", type=float, default=0.05, metavar="RATE",
+                      help="share of the org changed per simulated day (default 0.05)")
+    _verbosity(demo)
+    return parser
+
+
+def _db_argument(parser: argparse.ArgumentParser, default: str | None = None) -> None:
+    parser.add_argument("--db", type=Path, required=default is None,
+                        default=None if default is None else Path(default), metavar="PATH",
+                        help="the SQLite database" + (f" (default {default})" if default else ""))
+
+
+def _format_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--format", choices=("table", "json", "csv"), default="table",
+                        help="output format (default table)")
+
+
+def _verbosity(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_mutually_exclusive_group()
+    group.add_argument("-v", "--verbose", action="store_true", help="log every request")
+    group.add_argument("-q", "--quiet", action="store_true", help="log warnings and errors only")
+
+
+def _configure_logging(args: argparse.Namespace) -> None:
+    # The demo tells its own story; its per-scope lines are there with -v.
+    level = logging.WARNING if args.command in ("demo", "diff", "snapshots") else logging.INFO
+    if getattr(args, "verbose", False):
+        level = logging.DEBUG if args.command == "snapshot" else logging.INFO
+    elif getattr(args, "quiet", False):
+        level = logging.WARNING
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(message)s",
+                        datefmt="%H:%M:%S", stream=sys.stderr, force=True)
+    for noisy in ("aiohttp", "alembic"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    _configure_logging(args)
+    handler = {
+        "snapshot": command_snapshot,
+        "snapshots": command_snapshots,
+        "diff": command_diff,
+        "demo": command_demo,
+    }[args.command]
+    try:
+        return handler(args)
+    except AuthenticationError as error:
+        print(f"bbaccess: authentication failed: {error}", file=sys.stderr)
+        return EXIT_AUTH
+    except (ConfigError, DatabaseError) as error:
+        print(f"bbaccess: {error}", file=sys.stderr)
+        return EXIT_USAGE
+    except ApiError as error:
+        print(f"bbaccess: the run failed: {error}", file=sys.stderr)
+        return EXIT_FAILED
+    except ExporterError as error:
+        print(f"bbaccess: {error}", file=sys.stderr)
+        return EXIT_FAILED
+    except KeyboardInterrupt:
+        print("bbaccess: interrupted; nothing of this run was merged", file=sys.stderr)
+        return 130
+
+
+def command_snapshot(args: argparse.Namespace) -> int:
+    from exporter.cli_output import report_run
+    from exporter.config import settings_from_env
+    from exporter.export import run_snapshot
+
+    settings = settings_from_env(db_path=args.db, workspaces=tuple(args.workspace),
+                                 concurrency=args.concurrency, timeout=args.timeout)
+    return report_run(asyncio.run(run_snapshot(settings)))
+
+
+def command_snapshots(args: argparse.Namespace) -> int:
+    from exporter.render import render
+    from exporter.store.database import open_database
+    from exporter.store.queries import list_snapshots
+
+    async def fetch() -> list[dict[str, Any]]:
+        engine = await open_database(args.db, create=False)
+        try:
+            async with engine.connect() as conn:
+                runs = await list_snapshots(conn)
+        finally:
+            await engine.dispose()
+        return [{
+            "id": r.id, "status": r.status, "started_at": r.started_at,
+            "seconds": None if r.duration_seconds is None else round(r.duration_seconds, 1),
+            "requests": r.requests, "retries": r.retries, "throttled": r.throttled,
+            "ok": r.scopes_ok, "forbidden": r.scopes_forbidden, "failed": r.scopes_failed,
+            "skipped": r.scopes_skipped, "message": r.message,
+        } for r in runs]
+
+    print(render(asyncio.run(fetch()), SNAPSHOT_COLUMNS, args.format))
+    return EXIT_OK
+
+
+def command_diff(args: argparse.Namespace) -> int:
+    from exporter.store.sql import DIFF_SQL
+
+    if args.sql:
+        print(DIFF_SQL)
+        return EXIT_OK
+    from exporter.diff_report import load_diff, print_diff
+
+    print_diff(asyncio.run(load_diff(args.db, args.from_ref, args.to_ref)),
+               fmt=args.format, baseline=args.baseline)
+    return EXIT_OK
+
+
+def command_demo(args: argparse.Namespace) -> int:
+    from exporter.demo import run_demo
+
+    return asyncio.run(run_demo(db_path=args.db, seed=args.seed, churn_rate=args.churn))

@@ -1,0 +1,98 @@
+"""Settings for a run, from flags and the environment, validated once.
+
+The only module that reads the environment. Variables:
+
+- ``BITBUCKET_API_URL``: the API origin (default ``https://api.bitbucket.org``); plain ``http://``
+  only on loopback.
+- ``BITBUCKET_EMAIL`` + ``BITBUCKET_API_TOKEN``: an Atlassian API token, sent as HTTP Basic.
+- ``BITBUCKET_ACCESS_TOKEN``: an OAuth 2.0 access token, sent as Bearer.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from exporter.bitbucket import Auth, BasicAuth, BearerAuth, RetryPolicy
+from exporter.bitbucket.origin import check_base_url
+from exporter.errors import ConfigError
+
+DEFAULT_API_URL = "https://api.bitbucket.org"
+DEFAULT_CONCURRENCY = 8
+DEFAULT_TIMEOUT = 60.0
+
+CREDENTIALS_HELP = (
+    "set BITBUCKET_EMAIL and BITBUCKET_API_TOKEN (an Atlassian API token, sent as HTTP Basic), "
+    "or BITBUCKET_ACCESS_TOKEN (an OAuth 2.0 access token, sent as Bearer)"
+)
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything a snapshot run needs. Build with ``settings_from_env``."""
+
+    db_path: Path
+    api_url: str
+    auth: Auth
+    workspaces: tuple[str, ...] = ()
+    concurrency: int = DEFAULT_CONCURRENCY
+    timeout: float = DEFAULT_TIMEOUT
+    retry: RetryPolicy = field(default_factory=RetryPolicy)
+
+
+def auth_from_env(env: Mapping[str, str]) -> Auth:
+    email = env.get("BITBUCKET_EMAIL", "").strip()
+    token = env.get("BITBUCKET_API_TOKEN", "").strip()
+    bearer = env.get("BITBUCKET_ACCESS_TOKEN", "").strip()
+    if env.get("BITBUCKET_APP_PASSWORD"):
+        raise ConfigError(
+            "BITBUCKET_APP_PASSWORD is set, but Bitbucket removed app passwords on 2026-07-28; "
+            f"{CREDENTIALS_HELP}"
+        )
+    if bearer and (email or token):
+        raise ConfigError(
+            "both BITBUCKET_ACCESS_TOKEN and BITBUCKET_EMAIL/BITBUCKET_API_TOKEN are set; "
+            "unset one of them so that it is clear which credential is used"
+        )
+    if bearer:
+        return BearerAuth(bearer)
+    if email and token:
+        if "@" not in email:
+            raise ConfigError(
+                f"BITBUCKET_EMAIL must be the Atlassian account's email address, not {email!r}"
+            )
+        return BasicAuth(email, token)
+    if email or token:
+        missing = "BITBUCKET_API_TOKEN" if email else "BITBUCKET_EMAIL"
+        raise ConfigError(f"{missing} is not set; {CREDENTIALS_HELP}")
+    raise ConfigError(f"no credentials: {CREDENTIALS_HELP}")
+
+
+def settings_from_env(
+    *,
+    db_path: Path,
+    workspaces: tuple[str, ...] = (),
+    concurrency: int = DEFAULT_CONCURRENCY,
+    timeout: float = DEFAULT_TIMEOUT,
+    env: Mapping[str, str] | None = None,
+) -> Settings:
+    env = os.environ if env is None else env
+    api_url = env.get("BITBUCKET_API_URL", "").strip() or DEFAULT_API_URL
+    check_base_url(api_url)
+    if concurrency < 1 or concurrency > 64:
+        raise ConfigError(f"--concurrency must be between 1 and 64, not {concurrency}")
+    if timeout <= 0:
+        raise ConfigError(f"--timeout must be a positive number of seconds, not {timeout}")
+    for slug in workspaces:
+        if not slug or "/" in slug or slug.strip() != slug:
+            raise ConfigError(f"--workspace takes a workspace slug such as 'acme', not {slug!r}")
+    return Settings(
+        db_path=db_path,
+        api_url=api_url.rstrip("/"),
+        auth=auth_from_env(env),
+        workspaces=tuple(dict.fromkeys(workspaces)),
+        concurrency=concurrency,
+        timeout=timeout,
+    )

@@ -1,0 +1,74 @@
+"""``bbaccess diff``: resolve two snapshots, run the diff, print it for people or programs."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import TextIO
+
+from exporter.render import as_csv, table
+from exporter.store.database import open_database
+from exporter.store.queries import (
+    CHANGE_COLUMNS,
+    Diff,
+    complete_snapshot_ids,
+    default_pair,
+    diff,
+    resolve_snapshot,
+)
+
+TABLE_COLUMNS = ("workspace", "change", "object_type", "object_name", "subject_name", "attribute",
+                 "old_value", "new_value", "source", "reason")
+
+
+async def load_diff(db_path: Path, from_ref: str | None, to_ref: str | None) -> Diff:
+    """The diff between two snapshot references (ids, dates or timestamps); defaults: the last
+    two complete snapshots (or, with only one, everything it saw as baseline)."""
+    engine = await open_database(db_path, create=False)
+    try:
+        async with engine.connect() as conn:
+            a, b = await default_pair(conn)
+            if to_ref is not None:
+                b = await resolve_snapshot(conn, to_ref)
+            if from_ref is not None:
+                a = await resolve_snapshot(conn, from_ref)
+            elif to_ref is not None:
+                ids = [i for i in await complete_snapshot_ids(conn) if i < b]
+                a = ids[-1] if ids else 0
+            return await diff(conn, a, b)
+    finally:
+        await engine.dispose()
+
+
+def print_diff(result: Diff, *, fmt: str, baseline: bool, out: TextIO | None = None) -> None:
+    out = sys.stdout if out is None else out
+    rows = result.changes + (result.baseline if baseline else [])
+    if fmt == "json":
+        document = {
+            "from_snapshot_id": result.from_id,
+            "to_snapshot_id": result.to_id,
+            "changes": result.changes,
+            "baseline_count": len(result.baseline),
+            "unverified": [vars(u) for u in result.unverified],
+        }
+        if baseline:
+            document["baseline"] = result.baseline
+        print(json.dumps(document, indent=2, ensure_ascii=False), file=out)
+        return
+    if fmt == "csv":
+        print(as_csv(rows, CHANGE_COLUMNS), end="", file=out)
+        return
+    start = f"snapshot {result.from_id}" if result.from_id else "nothing"
+    print(f"Changes from {start} to snapshot {result.to_id}: {len(result.changes)}", file=out)
+    if rows:
+        print(table(rows, TABLE_COLUMNS), file=out)
+    if result.baseline and not baseline:
+        print(f"{len(result.baseline)} facts seen for the first time (baseline, not changes); "
+              "--baseline lists them", file=out)
+    if result.unverified:
+        print(f"{len(result.unverified)} scopes not observed in between, so nothing is claimed "
+              "about them:", file=out)
+        for scope in result.unverified:
+            detail = f": {scope.detail}" if scope.detail else ""
+            print(f"  {scope.label} ({scope.outcome}{detail})", file=out)

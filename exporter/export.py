@@ -1,0 +1,219 @@
+"""One snapshot, end to end: discover workspaces, observe every scope, merge.
+
+``run_snapshot(settings)`` is the one async entry point. It wires the fetchers (HTTP side) to the
+snapshot writer (store side); neither knows the other. Every scope ends as one observation: ``ok``
+with its records staged page by page, or ``forbidden``/``failed`` with the reason. A refused
+credential stops the run at once; nothing of it is merged.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import aiohttp
+
+from exporter import __version__
+from exporter.bitbucket import BitbucketClient
+from exporter.config import Settings
+from exporter.crawl.fetchers import (
+    fetch_projects,
+    fetch_repositories,
+    fetch_repository_permissions,
+    fetch_workspace,
+    fetch_workspace_roles,
+    list_workspaces,
+)
+from exporter.crawl.records import ObjectRecord, Record, ScopeKind, ScopeRef, WorkspaceRef
+from exporter.errors import ExporterError, ForbiddenError, ScopeError, UnsafeUrlError
+from exporter.store.database import RunLock, open_database
+from exporter.store.writer import RunCounters, SnapshotSummary, SnapshotWriter
+
+log = logging.getLogger(__name__)
+
+Pages = AsyncIterator[Sequence[Record]]
+
+
+@dataclass(frozen=True)
+class ScopeReport:
+    label: str
+    outcome: str
+    rows: int
+    detail: str | None = None
+
+
+@dataclass
+class RunResult:
+    summary: SnapshotSummary
+    counters: RunCounters
+    seconds: float
+    scopes: list[ScopeReport] = field(default_factory=list)
+    unreachable: list[str] = field(default_factory=list)
+
+    @property
+    def has_gaps(self) -> bool:
+        return self.summary.has_gaps or bool(self.unreachable)
+
+
+def workspace_scopes(ws: WorkspaceRef) -> dict[ScopeKind, ScopeRef]:
+    """The workspace-wide scopes of ``ws``, labelled by the endpoint that reads them."""
+    paths = {
+        ScopeKind.WORKSPACE: f"/2.0/workspaces/{ws.slug}",
+        ScopeKind.WORKSPACE_ROLES: f"/2.0/workspaces/{ws.slug}/permissions",
+        ScopeKind.PROJECTS: f"/2.0/workspaces/{ws.slug}/projects",
+        ScopeKind.REPOSITORIES: f"/2.0/repositories/{ws.slug}",
+        ScopeKind.REPOSITORY_PERMISSIONS: f"/2.0/workspaces/{ws.slug}/permissions/repositories",
+    }
+    return {
+        kind: ScopeRef(kind, ws.uuid, "workspace", ws.uuid, label) for kind, label in paths.items()
+    }
+
+
+async def _workspace_pages(
+    client: BitbucketClient, ws: WorkspaceRef, known: ObjectRecord | None
+) -> Pages:
+    yield [known if known is not None else await fetch_workspace(client, ws.slug)]
+
+
+def scope_pages(
+    client: BitbucketClient, ws: WorkspaceRef, known: ObjectRecord | None
+) -> dict[ScopeKind, Callable[[], Pages]]:
+    """How each workspace-wide scope is read: a page iterator per scope kind."""
+    return {
+        ScopeKind.WORKSPACE: lambda: _workspace_pages(client, ws, known),
+        ScopeKind.WORKSPACE_ROLES: lambda: fetch_workspace_roles(client, ws),
+        ScopeKind.PROJECTS: lambda: fetch_projects(client, ws),
+        ScopeKind.REPOSITORIES: lambda: fetch_repositories(client, ws),
+        ScopeKind.REPOSITORY_PERMISSIONS: lambda: fetch_repository_permissions(client, ws),
+    }
+
+
+async def observe_scope(
+    writer: SnapshotWriter, scope: ScopeRef, read: Callable[[], Pages]
+) -> ScopeReport:
+    """Read one scope to its last page, staging each page; record how it ended."""
+    scope_id = await writer.scope_id(scope)
+    rows, outcome, detail = 0, "ok", None
+    try:
+        async for batch in read():
+            await writer.stage(scope_id, batch)
+            rows += len(batch)
+    except (ScopeError, UnsafeUrlError) as error:
+        outcome = error.outcome if isinstance(error, ScopeError) else "failed"
+        detail = str(error)
+        log.warning("%s: %s (%s)", scope.label, outcome, detail)
+    await writer.finish_scope(scope_id, outcome, detail)
+    log.info("%s: %s, %d records", scope.label, outcome, rows)
+    return ScopeReport(scope.label, outcome, rows, detail)
+
+
+async def discover(
+    client: BitbucketClient, settings: Settings
+) -> tuple[list[tuple[WorkspaceRef, ObjectRecord | None]], list[str]]:
+    """The workspaces to read: those named on the command line, or every one the credential sees."""
+    if not settings.workspaces:
+        return [(ws, None) for ws in await list_workspaces(client)], []
+    found: list[tuple[WorkspaceRef, ObjectRecord | None]] = []
+    unreachable: list[str] = []
+    for slug in settings.workspaces:
+        try:
+            record = await fetch_workspace(client, slug)
+        except ForbiddenError as error:
+            unreachable.append(f"workspace {slug!r} is not visible to this credential ({error})")
+            continue
+        found.append((WorkspaceRef(record.uuid, record.slug), record))
+    return found, unreachable
+
+
+def counters_of(client: BitbucketClient) -> RunCounters:
+    stats = client.stats
+    return RunCounters(
+        requests=stats.requests,
+        retries=stats.retries,
+        throttled=stats.throttled,
+        wait_seconds=stats.seconds_slept,
+    )
+
+
+async def observe_all(
+    client: BitbucketClient, writer: SnapshotWriter, settings: Settings
+) -> tuple[list[ScopeReport], list[str]]:
+    workspaces, unreachable = await discover(client, settings)
+    log.info(
+        "reading %d workspace(s): %s",
+        len(workspaces),
+        ", ".join(ws.slug for ws, _ in workspaces) or "none",
+    )
+    jobs: list[Coroutine[Any, Any, ScopeReport]] = []
+    for ws, known in workspaces:
+        readers = scope_pages(client, ws, known)
+        for kind, scope in workspace_scopes(ws).items():
+            jobs.append(observe_scope(writer, scope, readers[kind]))
+    try:
+        async with asyncio.TaskGroup() as group:
+            tasks = [group.create_task(job) for job in jobs]
+    except ExceptionGroup as failure:
+        raise _first_exporter_error(failure) from None
+    return [task.result() for task in tasks], unreachable
+
+
+def _first_exporter_error(group: BaseExceptionGroup[BaseException]) -> BaseException:
+    for error in group.exceptions:
+        if isinstance(error, BaseExceptionGroup):
+            return _first_exporter_error(error)
+        if isinstance(error, ExporterError):
+            return error
+    return group
+
+
+async def run_snapshot(
+    settings: Settings,
+    *,
+    sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+) -> RunResult:
+    """Take one snapshot into ``settings.db_path``; one run at a time per database."""
+    lock = RunLock(settings.db_path)
+    lock.acquire()
+    started = time.monotonic()
+    try:
+        engine = await open_database(settings.db_path)
+        try:
+            writer = SnapshotWriter(engine, tool_version=__version__)
+            snapshot_id = await writer.begin()
+            log.info(
+                "snapshot %d started against %s as %s",
+                snapshot_id,
+                settings.api_url,
+                settings.auth.describe(),
+            )
+            async with aiohttp.ClientSession() as session:
+                client = BitbucketClient(
+                    session,
+                    base_url=settings.api_url,
+                    auth=settings.auth,
+                    concurrency=settings.concurrency,
+                    retry=settings.retry,
+                    sleep=sleep,
+                    timeout=settings.timeout,
+                )
+                try:
+                    scopes, unreachable = await observe_all(client, writer, settings)
+                except BaseException as error:
+                    status = "failed" if isinstance(error, ExporterError) else "aborted"
+                    await asyncio.shield(
+                        writer.fail(
+                            str(error) or type(error).__name__, counters_of(client), status=status
+                        )
+                    )
+                    raise
+                counters = counters_of(client)
+            summary = await writer.complete(counters)
+        finally:
+            await engine.dispose()
+    finally:
+        lock.release()
+    return RunResult(summary, counters, time.monotonic() - started, scopes, unreachable)

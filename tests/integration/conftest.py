@@ -1,0 +1,143 @@
+"""The real CLI against the simulator on 127.0.0.1.
+
+The CLI runs its own event loop (``asyncio.run``), so the simulator serves from a thread of its
+own. Tests change the org (churn) only between runs, while the server is idle.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import io
+import json
+import random
+import sqlite3
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from exporter.cli import main
+from exporter.simulator import (
+    ADMIN_EMAIL,
+    ADMIN_TOKEN,
+    FaultPlan,
+    Org,
+    SimulatorHandle,
+    TruthChange,
+    generate_org,
+    run_simulator,
+)
+
+
+class ThreadedSimulator:
+    def __init__(self, org: Org) -> None:
+        self.org = org
+        self.faults = FaultPlan()
+        self._loop = asyncio.new_event_loop()
+        self._ready = threading.Event()
+        self._stop: asyncio.Event | None = None
+        self.handle: SimulatorHandle | None = None
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        self._loop.run_until_complete(self._serve())
+        self._loop.close()
+
+    async def _serve(self) -> None:
+        self._stop = asyncio.Event()
+        async with run_simulator(self.org, faults=self.faults) as handle:
+            self.handle = handle
+            self._ready.set()
+            await self._stop.wait()
+
+    def __enter__(self) -> ThreadedSimulator:
+        self._thread.start()
+        assert self._ready.wait(10), "the simulator did not start"
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        assert self._stop is not None
+        self._loop.call_soon_threadsafe(self._stop.set)
+        self._thread.join(10)
+
+    @property
+    def base_url(self) -> str:
+        assert self.handle is not None
+        return self.handle.base_url
+
+
+@dataclass
+class Cli:
+    """Runs ``bbaccess`` in-process, capturing what it prints."""
+
+    db: Path
+    stdout: str = ""
+    stderr: str = ""
+    calls: list[list[str]] = field(default_factory=list)
+
+    def __call__(self, *args: str) -> int:
+        out, err = io.StringIO(), io.StringIO()
+        argv = [args[0], "--db", str(self.db), *args[1:]]
+        self.calls.append(argv)
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            code = main(argv)
+        self.stdout, self.stderr = out.getvalue(), err.getvalue()
+        return code
+
+    def diff_json(self, *args: str) -> dict[str, Any]:
+        assert self("diff", "--format", "json", *args) == 0, self.stderr
+        document: dict[str, Any] = json.loads(self.stdout)
+        return document
+
+    def sql(self, query: str, *params: object) -> list[tuple[Any, ...]]:
+        with contextlib.closing(sqlite3.connect(self.db)) as conn:
+            return conn.execute(query, params).fetchall()
+
+
+@pytest.fixture
+def org() -> Org:
+    return generate_org("small", seed=7)
+
+
+@pytest.fixture
+def simulator(org: Org) -> Iterator[ThreadedSimulator]:
+    with ThreadedSimulator(org) as sim:
+        yield sim
+
+
+@pytest.fixture
+def cli(tmp_path: Path, simulator: ThreadedSimulator, monkeypatch: pytest.MonkeyPatch) -> Cli:
+    for name in ("BITBUCKET_ACCESS_TOKEN", "BITBUCKET_APP_PASSWORD"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("BITBUCKET_API_URL", simulator.base_url)
+    monkeypatch.setenv("BITBUCKET_EMAIL", ADMIN_EMAIL)
+    monkeypatch.setenv("BITBUCKET_API_TOKEN", ADMIN_TOKEN)
+    return Cli(tmp_path / "access.db")
+
+
+def churn_rng(day: int) -> random.Random:
+    return random.Random(f"integration-{day}")
+
+
+def truth_key(change: TruthChange, project_keys: dict[str, str]) -> tuple[object, ...]:
+    """A ground-truth change in the shape the diff reports it."""
+    attribute, old, new = change.attribute, change.old, change.new
+    if attribute == "parent_uuid":
+        attribute = "project"
+        old = project_keys.get(old or "", old)
+        new = project_keys.get(new or "", new)
+    return (change.change, change.object_type, change.object_uuid, change.subject_uuid,
+            change.source, attribute, old, new)
+
+
+def diff_key(row: dict[str, Any]) -> tuple[object, ...]:
+    return (row["change"], row["object_type"], row["object_uuid"], row["subject_uuid"],
+            row["source"], row["attribute"], row["old_value"], row["new_value"])
+
+
+def project_keys(org: Org) -> dict[str, str]:
+    return {p.uuid: p.key for ws in org.workspaces.values() for p in ws.projects.values()}

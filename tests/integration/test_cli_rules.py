@@ -1,0 +1,125 @@
+"""Rules that hold for every command: help, exit codes, the lock, schema versions, a killed run."""
+
+from __future__ import annotations
+
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from exporter.cli import build_parser
+from exporter.cli_output import EXIT_GAPS, EXIT_OK, EXIT_USAGE
+from exporter.simulator import ADMIN_EMAIL, ADMIN_TOKEN
+from exporter.store.database import RunLock
+from tests.integration.conftest import Cli, ThreadedSimulator
+
+ROOT = Path(__file__).resolve().parents[2]
+COMMANDS = ("snapshot", "snapshots", "diff", "demo")
+
+
+def test_every_command_has_help_and_a_place_in_the_readme() -> None:
+    parser = build_parser()
+    readme = (ROOT / "README.md").read_text()
+    for command in COMMANDS:
+        with pytest.raises(SystemExit) as done:
+            parser.parse_args([command, "--help"])
+        assert done.value.code == 0
+        assert f"bbaccess {command}" in readme, command
+
+
+def test_python_dash_m_runs_the_cli() -> None:
+    result = subprocess.run([sys.executable, "-m", "exporter", "--help"], capture_output=True,
+                            text=True, cwd=ROOT, check=False)
+    assert result.returncode == 0
+    assert "snapshot" in result.stdout and "Exit codes" in result.stdout
+
+
+def test_a_second_run_exits_at_once_while_one_holds_the_database(cli: Cli) -> None:
+    lock = RunLock(cli.db)
+    lock.acquire()
+    try:
+        assert cli("snapshot") == EXIT_USAGE
+        assert "another snapshot is running" in cli.stderr
+    finally:
+        lock.release()
+    assert cli("snapshot") == EXIT_OK
+
+
+def test_a_database_from_a_newer_version_is_refused(cli: Cli) -> None:
+    assert cli("snapshot") == EXIT_OK
+    with sqlite3.connect(cli.db) as conn:
+        conn.execute("UPDATE alembic_version SET version_num = '9999_future'")
+    assert cli("snapshots") == EXIT_USAGE
+    assert "newer bbaccess" in cli.stderr and "9999_future" in cli.stderr
+
+
+def test_read_commands_need_an_existing_database(tmp_path: Path) -> None:
+    cli = Cli(tmp_path / "missing.db")
+    assert cli("diff") == EXIT_USAGE
+    assert "run 'bbaccess snapshot" in cli.stderr
+    assert not (tmp_path / "missing.db").exists()
+
+
+def test_diff_resolves_ids_dates_and_timestamps(cli: Cli) -> None:
+    assert cli("snapshot") == EXIT_OK
+    assert cli("snapshot") == EXIT_OK
+    today = cli.sql("SELECT substr(started_at, 1, 10) FROM snapshots WHERE id = 2")[0][0]
+    assert cli.diff_json("--to", today)["to_snapshot_id"] == 2
+    assert cli.diff_json("--from", "1", "--to", "2")["from_snapshot_id"] == 1
+    assert cli("diff", "--from", "2000-01-01") == EXIT_USAGE
+    assert "no complete snapshot at or before 2000-01-01" in cli.stderr
+    assert cli("diff", "--from", "yesterday") == EXIT_USAGE
+    assert "neither a snapshot id" in cli.stderr
+    assert cli("diff", "--from", "7") == EXIT_USAGE
+    assert cli("diff", "--format", "csv") == EXIT_OK
+    assert cli.stdout.startswith("snapshot_id,snapshot_at,from_snapshot_id,workspace")
+
+
+def test_snapshots_lists_runs_with_outcomes(cli: Cli, simulator: ThreadedSimulator) -> None:
+    assert cli("snapshot") == EXIT_OK
+    simulator.faults.add("missing_values", path_prefix="/2.0/repositories/", times=None)
+    assert cli("snapshot") == EXIT_GAPS
+    assert cli("snapshots", "--format", "json") == EXIT_OK
+    import json
+
+    runs = json.loads(cli.stdout)
+    assert [r["status"] for r in runs] == ["complete", "complete"]
+    assert runs[1]["failed"] == len(simulator.org.workspaces) and runs[0]["failed"] == 0
+    assert runs[0]["requests"] > 0
+
+
+def test_a_killed_run_leaves_the_database_as_it_was(
+    cli: Cli, simulator: ThreadedSimulator, tmp_path: Path
+) -> None:
+    assert cli("snapshot") == EXIT_OK
+    before = cli.sql("SELECT * FROM access_at ORDER BY 1, 2, 3, 4, 5, 6, 7")
+    simulator.faults.latency = 0.2  # slow enough to be killed in the middle
+    env = {**os.environ, "BITBUCKET_API_URL": simulator.base_url, "BITBUCKET_EMAIL": ADMIN_EMAIL,
+           "BITBUCKET_API_TOKEN": ADMIN_TOKEN}
+    process = subprocess.Popen([sys.executable, "-m", "exporter", "snapshot", "--db", str(cli.db)],
+                               env=env, cwd=ROOT, stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL)
+    try:
+        for _ in range(600):  # wait (at most a minute) until it has staged something
+            staged = cli.sql("SELECT count(*) FROM stage_grants")[0][0]
+            if staged:
+                break
+            time.sleep(0.1)
+        assert staged, "the run never staged anything"
+        os.kill(process.pid, signal.SIGKILL)
+    finally:
+        process.wait(30)
+    assert cli.sql("SELECT status FROM snapshots ORDER BY id") == [("complete",), ("running",)]
+    assert cli.sql("SELECT * FROM access_at ORDER BY 1, 2, 3, 4, 5, 6, 7") == before
+
+    simulator.faults.latency = 0.0
+    assert cli("snapshot") == EXIT_OK
+    assert cli.sql("SELECT status FROM snapshots ORDER BY id") == [
+        ("complete",), ("aborted",), ("complete",)]
+    assert cli.sql("SELECT count(*) FROM stage_grants") == [(0,)]
+    assert cli.diff_json()["changes"] == []
