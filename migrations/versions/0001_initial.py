@@ -290,6 +290,10 @@ grant_changes AS (
                                          WHERE y.scope_id = s.parent_scope_id
                                            AND y.uuid = s.object_uuid AND y.valid_from <= gp.a
                                            AND (y.valid_to IS NULL OR y.valid_to > gp.a))
+                        AND EXISTS (SELECT 1 FROM objects y
+                                     WHERE y.scope_id = s.parent_scope_id
+                                       AND y.uuid = s.object_uuid AND y.valid_from <= gp.b
+                                       AND (y.valid_to IS NULL OR y.valid_to > gp.b))
                        THEN 'granted'
                        ELSE 'baseline' END
                 WHEN gp.new_value IS NULL THEN 'revoked'
