@@ -1,11 +1,16 @@
 """The aiohttp side of the Bitbucket API: one ``BitbucketClient`` per run.
 
-It sends every request under one semaphore, retries transient failures with bounded full-jitter
-backoff, waits out 429s without failing, follows ``next`` links (never builds page URLs) and
-same-origin redirects itself, and refuses any link or redirect to another origin, so the
-Authorization header never leaves the configured API origin. Error statuses become the
-exceptions of ``exporter.errors`` (see ``responses.py``). Imports only ``exporter.errors`` and
-its siblings; the session, clock (``sleep``) and randomness (``rng``) are injected.
+Every request (retries and redirects included) is admitted in this order: a slot of the
+semaphore, the end of any client-wide 429 pause (``throttle.py``), then a slot of the optional
+rolling-window ``RateBudget`` (``budget.py``), so a request starts when its budget slot says.
+Transient failures are retried with bounded full-jitter backoff; 429s pause the whole client and
+do not fail a scope short of a generous bound. Listings follow ``next``; when the first page
+reports its ``size``, the remaining pages are read concurrently (``pagination.fan_out_urls``)
+and yielded in order, repeats dropped by an optional row key. Same-origin redirects are followed
+by hand and any link or redirect to another origin is refused, so the Authorization header never
+leaves the configured API origin. Error statuses become the exceptions of ``exporter.errors``
+(see ``responses.py``). Imports only ``exporter.errors`` and its siblings; the session, clock
+(``sleep``), randomness (``rng``) and budget are injected.
 """
 
 from __future__ import annotations
@@ -14,17 +19,21 @@ import asyncio
 import json
 import logging
 import random
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Mapping
+from contextlib import aclosing
 from typing import Any
 
 import aiohttp
 from yarl import URL
 
 from exporter.bitbucket.auth import BasicAuth, BearerAuth
+from exporter.bitbucket.budget import RateBudget
+from exporter.bitbucket.fan_out import read_in_order
 from exporter.bitbucket.origin import check_base_url, redact, require_same_origin
-from exporter.bitbucket.pagination import Page, parse_page
+from exporter.bitbucket.pagination import Page, RowKey, SeenRows, fan_out_urls, parse_page
 from exporter.bitbucket.responses import error_for_status
 from exporter.bitbucket.retry import ClientStats, RetryPolicy
+from exporter.bitbucket.throttle import ThrottleGate
 from exporter.errors import ConfigError, FetchFailedError
 
 logger = logging.getLogger(__name__)
@@ -57,6 +66,7 @@ class BitbucketClient:
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         rng: random.Random | None = None,
         timeout: float = DEFAULT_TIMEOUT,
+        budget: RateBudget | None = None,
     ) -> None:
         if concurrency < 1:
             raise ConfigError(f"concurrency must be at least 1, not {concurrency}")
@@ -68,6 +78,11 @@ class BitbucketClient:
         self._rng = rng if rng is not None else random.Random()
         self._timeout = aiohttp.ClientTimeout(total=timeout)
         self._semaphore = asyncio.Semaphore(concurrency)
+        self._concurrency = concurrency
+        self._budget = budget
+        self._gate = ThrottleGate(retry, self._pause)
+        #: pagelen to ask per endpoint path, once an endpoint refused 100.
+        self._pagelens: dict[str, int] = {}
         self.stats = ClientStats()
 
     @property
@@ -100,51 +115,81 @@ class BitbucketClient:
                 f"GET {shown}: the body is not valid JSON ({exc})", url=shown, status=200
             ) from None
 
-    async def iter_pages(self, path: str, *, params: Params | None = None) -> AsyncIterator[Page]:
-        """Every page of a listing, asking ``pagelen=100`` and following ``next``.
+    async def iter_pages(
+        self, path: str, *, params: Params | None = None, key: RowKey | None = None
+    ) -> AsyncIterator[Page]:
+        """Every page of a listing, asking ``pagelen=100`` (or what the endpoint accepted).
 
-        Stops after a page without ``next``, an empty page, or a ``next`` already visited.
+        When the first page reports ``size`` the rest are read concurrently, else ``next`` is
+        followed; pages come in order either way. Stops after a page without ``next``, an
+        empty page, or a ``next`` already visited. With ``key``, a row whose key was already
+        seen in this listing is dropped (offset paging repeats rows that shift meanwhile).
         """
-        first = self.resolve(path).update_query({"pagelen": PAGELEN, **(params or {})})
-        page = await self._first_page(first)
-        visited = {str(first)}
-        while True:
-            yield page
-            if page.next is None or not page.values:
-                return
+        target = self.resolve(path)
+        pagelen = self._pagelens.get(target.path, PAGELEN)
+        first = target.update_query({"pagelen": pagelen, **(params or {})})
+        rows = SeenRows(key)
+        try:
+            async with aclosing(self._walk(await self._first_page(first), {str(first)})) as pages:
+                async for page in pages:
+                    yield rows.filter(page)
+        finally:
+            self.stats.duplicate_rows += rows.dropped
+
+    async def _walk(self, page: Page, visited: set[str]) -> AsyncGenerator[Page, None]:
+        yield page
+        planned = fan_out_urls(page) if page.values else None
+        if planned is not None:
+            urls = [require_same_origin(URL(u), self._base, what="a page link") for u in planned]
+            visited.update(str(url) for url in urls)
+            logger.debug("GET %s: size %s; reading pages 2-%d", page.url, page.size, len(urls) + 1)
+            read = read_in_order(self._read_page, urls, first_number=2, lookahead=self._concurrency)
+            async with aclosing(read) as pages:
+                async for page in pages:
+                    yield page
+        while page.next is not None and page.values:
             url = require_same_origin(URL(page.next), self._base, what="a 'next' link")
             if str(url) in visited:
                 logger.warning("GET %s: 'next' repeats a page already read; stopping", page.url)
                 return
             visited.add(str(url))
-            page = parse_page(await self._get(url), url=redact(url), page_number=page.number + 1)
+            page = await self._read_page(url, page.number + 1)
+            yield page
+
+    async def _read_page(self, url: URL, number: int) -> Page:
+        return parse_page(await self._get(url), url=redact(url), page_number=number)
 
     async def _first_page(self, url: URL) -> Page:
+        asked = url.query.get("pagelen")
         try:
-            return parse_page(await self._get(url), url=redact(url), page_number=1)
+            return await self._read_page(url, 1)
         except FetchFailedError as exc:
-            if exc.status != 400 or "pagelen" not in str(exc).lower():
+            refused = exc.status == 400 and "pagelen" in str(exc).lower()
+            if not refused or asked == str(FALLBACK_PAGELEN):
                 raise
         smaller = url.update_query(pagelen=FALLBACK_PAGELEN)
-        logger.info("GET %s: pagelen %d refused; asking %d", redact(url), PAGELEN, FALLBACK_PAGELEN)
-        return parse_page(await self._get(smaller), url=redact(smaller), page_number=1)
+        logger.info("GET %s: pagelen %s refused; asking %d", redact(url), asked, FALLBACK_PAGELEN)
+        page = await self._read_page(smaller, 1)
+        self._pagelens[url.path] = FALLBACK_PAGELEN
+        return page
 
     async def _get(self, url: URL) -> bytes:
-        """The body of a 2xx answer, after retries and 429 waits; else the mapped error."""
+        """The body of a 2xx answer, after retries and 429 pauses; else the mapped error."""
         policy, shown = self._retry, redact(url)
         failures = throttles = 0
         while True:
             status: int | None = None
             try:
-                status, body = await self._exchange(url)
+                status, body, epoch = await self._exchange(url)
             except TRANSIENT_ERRORS as exc:
                 problem = f"{type(exc).__name__}: {exc}".rstrip(": ")
             else:
                 if 200 <= status < 300:
+                    self._gate.succeeded(epoch)
                     return body
                 if status == 429:
                     throttles += 1
-                    await self._wait_throttled(shown, throttles)
+                    await self._wait_throttled(shown, throttles, epoch)
                     continue
                 if status not in policy.RETRY_STATUSES:
                     raise error_for_status(
@@ -174,7 +219,8 @@ class BitbucketClient:
             )
             await self._pause(delay)
 
-    async def _wait_throttled(self, shown: str, throttles: int) -> None:
+    async def _wait_throttled(self, shown: str, throttles: int, epoch: int) -> None:
+        """Pause the whole client after a 429 (or join the pause another 429 began)."""
         self.stats.throttled += 1
         if throttles > self._retry.max_throttles:
             raise FetchFailedError(
@@ -182,19 +228,35 @@ class BitbucketClient:
                 url=shown,
                 status=429,
             )
-        delay = self._retry.throttle_delay(throttles)
-        logger.warning("GET %s: rate limited (429); waiting %.0fs", shown, delay)
-        await self._pause(delay)
+        if self._gate.begins_pause(epoch):
+            delay = self._gate.next_delay()
+            logger.warning("GET %s: rate limited (429); all requests wait %.0fs", shown, delay)
+        await self._gate.throttled(epoch)
 
     async def _pause(self, seconds: float) -> None:
         self.stats.seconds_slept += seconds
         await self._sleep(seconds)
 
-    async def _exchange(self, url: URL) -> tuple[int, bytes]:
-        """One GET, following same-origin redirects by hand (never sending auth elsewhere)."""
+    async def _admit(self) -> int:
+        """Wait out a 429 pause, then the budget; the throttle epoch the request is sent in."""
+        while True:
+            await self._gate.wait_open()
+            if self._budget is not None:
+                waited = await self._budget.acquire()  # not `+= await`: others add meanwhile
+                self.stats.budget_wait_seconds += waited
+            if self._gate.is_open:
+                # A pause may have begun and ended meanwhile: the request goes out after it.
+                return self._gate.epoch
+
+    async def _exchange(self, url: URL) -> tuple[int, bytes, int]:
+        """One GET, following same-origin redirects by hand (never sending auth elsewhere).
+
+        Returns the status, body and the throttle epoch of the last hop.
+        """
         headers = {"Authorization": self._auth.header(), "Accept": "application/json"}
         for _ in range(MAX_REDIRECTS + 1):
             async with self._semaphore:
+                epoch = await self._admit()
                 self.stats.requests += 1
                 logger.debug("GET %s", redact(url))
                 async with self._session.get(
@@ -203,7 +265,7 @@ class BitbucketClient:
                     status, body = response.status, await response.read()
                     location = response.headers.get("Location")
             if status not in REDIRECT_STATUSES or location is None:
-                return status, body
+                return status, body, epoch
             url = require_same_origin(url.join(URL(location)), self._base, what="a redirect")
         shown = redact(url)
         raise FetchFailedError(f"GET {shown}: more than {MAX_REDIRECTS} redirects", url=shown)

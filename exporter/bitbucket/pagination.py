@@ -1,4 +1,5 @@
-"""Pure parsing of Bitbucket answers: the page envelope and the error body. No I/O.
+"""Pure parsing of Bitbucket answers (the page envelope and the error body) and the pure rules
+of paging: which page URLs may be read concurrently and which rows are repeats. No I/O.
 
 Envelope: ``{size, page, pagelen, next, previous, values}``; only ``values`` is always there and
 ``next`` is absent on the last page. Error body: ``{"type": "error", "error": {"message",
@@ -9,8 +10,11 @@ Envelope: ``{size, page, pagelen, next, previous, values}``; only ``values`` is 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+import math
+from collections.abc import Callable, Hashable
+from dataclasses import dataclass, field, replace
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 from exporter.errors import FetchFailedError
 
@@ -20,13 +24,18 @@ MAX_TEXT_BODY = 300
 
 @dataclass(frozen=True)
 class Page:
-    """One page of a listing; ``url`` (no credentials) and ``number`` say where it came from."""
+    """One page of a listing; ``url`` (no credentials) and ``number`` say where it came from.
+
+    ``size``, ``pagelen`` and ``page`` are what the page reported, None when absent.
+    """
 
     values: list[dict[str, Any]]
     next: str | None
     size: int | None
     url: str = ""
     number: int = 1
+    pagelen: int | None = None
+    page: int | None = None
 
 
 @dataclass(frozen=True)
@@ -69,10 +78,74 @@ def parse_page(body: bytes | str, *, url: str, page_number: int) -> Page:
     next_url = data.get("next")
     if next_url is not None and (not isinstance(next_url, str) or not next_url):
         raise _malformed(url, page_number, f"'next' is not a URL: {next_url!r}")
-    size = data.get("size")
-    if isinstance(size, bool) or not isinstance(size, int):
-        size = None
-    return Page(values=values, next=next_url, size=size, url=url, number=page_number)
+    return Page(
+        values=values,
+        next=next_url,
+        size=_count(data.get("size")),
+        url=url,
+        number=page_number,
+        pagelen=_count(data.get("pagelen")),
+        page=_count(data.get("page")),
+    )
+
+
+def _count(value: Any) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def fan_out_urls(first: Page) -> list[str] | None:
+    """The URLs of pages 2..last if the first page allows reading them concurrently, else None.
+
+    Building page URLs is allowed only here: the first page must report ``page`` 1, ``pagelen``
+    and ``size``, hold a full page of values, and have a ``next`` whose ``page`` parameter is 2.
+    Each URL is that ``next`` with only ``page`` replaced, so ``fields``, ``pagelen`` and any
+    other parameter stay exactly as Bitbucket wrote them. Otherwise the caller follows ``next``.
+    """
+    if first.next is None or first.size is None or not first.pagelen or first.page != 1:
+        return None
+    if len(first.values) != first.pagelen:
+        return None
+    last = math.ceil(first.size / first.pagelen)
+    parts = urlsplit(first.next)
+    items = parts.query.split("&")
+    where = [i for i, item in enumerate(items) if item.partition("=")[0] == "page"]
+    if last < 2 or len(where) != 1 or items[where[0]] != "page=2":
+        return None
+    at = where[0]
+    return [
+        urlunsplit(parts._replace(query="&".join([*items[:at], f"page={n}", *items[at + 1 :]])))
+        for n in range(2, last + 1)
+    ]
+
+
+RowKey = Callable[[dict[str, Any]], Hashable]
+
+
+class SeenRows:
+    """Drops rows whose key was already seen in one listing.
+
+    Offset paging repeats a row on the next page when rows are added while a listing is read.
+    Rows whose key is None are always kept (the caller's parser reports what they lack).
+    """
+
+    def __init__(self, key: RowKey | None) -> None:
+        self._key = key
+        self._seen: set[Hashable] = set()
+        self.dropped = 0
+
+    def filter(self, page: Page) -> Page:
+        if self._key is None:
+            return page
+        kept = []
+        for row in page.values:
+            key = self._key(row)
+            if key is not None:
+                if key in self._seen:
+                    continue
+                self._seen.add(key)
+            kept.append(row)
+        self.dropped += len(page.values) - len(kept)
+        return page if len(kept) == len(page.values) else replace(page, values=kept)
 
 
 def _strings(value: Any) -> tuple[str, ...]:

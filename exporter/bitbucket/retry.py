@@ -1,8 +1,9 @@
 """The retry policy as named data, the delays it prescribes, and the client's counters. Pure.
 
 Transient failures (5xx in ``RETRY_STATUSES``, timeouts, dropped connections) back off with full
-jitter; a 429 is not a failure but a request to slow down: it waits (doubling from a base, capped)
-and does not consume attempts. Bitbucket sends no Retry-After, so none is read.
+jitter; a 429 is not a failure but a request to slow down: the whole client pauses (doubling from
+a base per consecutive 429, capped; see ``throttle.py``) and it does not consume attempts.
+Bitbucket sends no Retry-After, so none is read.
 """
 
 from __future__ import annotations
@@ -37,15 +38,18 @@ class RetryPolicy:
         return rng.uniform(0.0, ceiling)
 
     def throttle_delay(self, throttle_number: int) -> float:
-        """Wait after the n-th consecutive 429 of one request: doubling from base, capped."""
+        """The pause after the n-th consecutive 429: doubling from base, capped."""
         return min(self.throttle_cap, self.throttle_base * 2.0 ** max(throttle_number - 1, 0))
 
 
 @dataclass
 class ClientStats:
-    """What the client did: HTTP requests sent, retries, 429s seen, seconds slept."""
+    """What the client did: HTTP requests sent, retries, 429s seen, seconds slept in backoff and
+    429 pauses, seconds waited on the rate budget, and repeated rows dropped from listings."""
 
     requests: int = 0
     retries: int = 0
     throttled: int = 0
     seconds_slept: float = 0.0
+    budget_wait_seconds: float = 0.0
+    duplicate_rows: int = 0

@@ -1,7 +1,9 @@
 """One fetcher per scope kind: pages in, normalized records out.
 
 Each listing asks only for the fields its records need (``fields=``, always naming ``next``) and
-yields one list of records per page, so that a caller can stage them as they come. Parsing is
+yields one list of records per page, so that a caller can stage them as they come. Each names
+the key of its rows (a uuid, or user and repository) so that a row repeated by offset paging
+is read once. Parsing is
 tolerant of extra fields; a row that lacks a required field fails the whole scope with
 ``FetchFailedError`` naming the endpoint, the page and the field. May import
 ``exporter.bitbucket``, ``exporter.errors`` and ``exporter.crawl.records``; never the store.
@@ -9,11 +11,11 @@ tolerant of extra fields; a row that lacks a required field fails the whole scop
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Hashable, Mapping
 from typing import Any
 from urllib.parse import quote
 
-from exporter.bitbucket import BitbucketClient, Page
+from exporter.bitbucket import BitbucketClient, Page, RowKey
 from exporter.crawl.records import GrantRecord, ObjectRecord, UserRecord, WorkspaceRef
 from exporter.errors import FetchFailedError
 
@@ -39,6 +41,22 @@ def _dig(row: Mapping[str, Any], dotted: str) -> Any:
             return None
         value = value.get(key)
     return value
+
+
+def _key(*dotted: str) -> RowKey:
+    """A row's key from these fields; None (never deduplicated) when one is missing."""
+
+    def key(row: dict[str, Any]) -> Hashable:
+        parts = tuple(_dig(row, name) for name in dotted)
+        return None if any(not isinstance(part, str) for part in parts) else parts
+
+    return key
+
+
+WORKSPACE_KEY = _key("workspace.uuid")
+USER_KEY = _key("user.uuid")
+USER_REPOSITORY_KEY = _key("user.uuid", "repository.uuid")
+OBJECT_KEY = _key("uuid")
 
 
 class _Rows:
@@ -91,7 +109,8 @@ async def list_workspaces(client: BitbucketClient) -> list[WorkspaceRef]:
     """Every workspace the credential can see (``/2.0/user/workspaces``), first seen first."""
     found: dict[str, WorkspaceRef] = {}
     params = {"fields": USER_WORKSPACES_FIELDS}
-    async for page in client.iter_pages("/2.0/user/workspaces", params=params):
+    pages = client.iter_pages("/2.0/user/workspaces", params=params, key=WORKSPACE_KEY)
+    async for page in pages:
         rows = _Rows.of(page)
         for index, row in enumerate(page.values):
             uuid = rows.text(row, "workspace.uuid", index)
@@ -127,7 +146,8 @@ async def _user_grants(
     object_uuid: str | None,
 ) -> AsyncIterator[list[GrantRecord | UserRecord]]:
     """User grants of one listing; the object is fixed or read from ``repository.uuid``."""
-    async for page in client.iter_pages(path, params={"fields": fields}):
+    key = USER_KEY if object_uuid else USER_REPOSITORY_KEY
+    async for page in client.iter_pages(path, params={"fields": fields}, key=key):
         rows, seen = _Rows.of(page), set[str]()
         records: list[GrantRecord | UserRecord] = []
         for index, row in enumerate(page.values):
@@ -161,7 +181,8 @@ async def fetch_projects(
     client: BitbucketClient, ws: WorkspaceRef
 ) -> AsyncIterator[list[ObjectRecord]]:
     path = f"/2.0/workspaces/{_ws_path(ws.slug)}/projects"
-    async for page in client.iter_pages(path, params={"fields": PROJECTS_FIELDS}):
+    params = {"fields": PROJECTS_FIELDS}
+    async for page in client.iter_pages(path, params=params, key=OBJECT_KEY):
         rows, records = _Rows.of(page), []
         for index, row in enumerate(page.values):
             key = rows.text(row, "key", index)
@@ -181,7 +202,8 @@ async def fetch_repositories(
     client: BitbucketClient, ws: WorkspaceRef
 ) -> AsyncIterator[list[ObjectRecord]]:
     path = f"/2.0/repositories/{_ws_path(ws.slug)}"
-    async for page in client.iter_pages(path, params={"fields": REPOSITORIES_FIELDS}):
+    params = {"fields": REPOSITORIES_FIELDS}
+    async for page in client.iter_pages(path, params=params, key=OBJECT_KEY):
         rows, records = _Rows.of(page), []
         for index, row in enumerate(page.values):
             slug = rows.text(row, "slug", index)

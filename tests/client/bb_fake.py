@@ -6,7 +6,8 @@ conftest files of the suite.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+import asyncio
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 
 from aiohttp import web
@@ -41,6 +42,28 @@ class RecordingSleep:
 
     async def __call__(self, seconds: float) -> None:
         self.delays.append(seconds)
+
+
+@dataclass
+class FakeClock:
+    """A clock that only moves when ``sleep`` is awaited (the budget's clock and sleep)."""
+
+    now: float = 0.0
+    slept: list[float] = field(default_factory=list)
+
+    def __call__(self) -> float:
+        return self.now
+
+    async def sleep(self, seconds: float) -> None:
+        self.slept.append(seconds)
+        self.now += seconds
+        await asyncio.sleep(0)  # let other tasks run, as a real sleep would
+
+
+def most_in_any_window(starts: Sequence[float], window: float) -> int:
+    """The largest number of ``starts`` inside any half-open interval ``window`` long."""
+    ordered = sorted(starts)
+    return max((sum(1 for t in ordered if s <= t < s + window) for s in ordered), default=0)
 
 
 async def serve() -> tuple[FakeBitbucket, web.AppRunner]:

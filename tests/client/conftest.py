@@ -8,9 +8,9 @@ from typing import Any
 
 import aiohttp
 import pytest
-from tests.client.bb_fake import EMAIL, TOKEN, FakeBitbucket, RecordingSleep, serve
 
 from exporter.bitbucket import BasicAuth, BitbucketClient, RetryPolicy
+from tests.client.bb_fake import EMAIL, TOKEN, FakeBitbucket, RecordingSleep, serve
 
 
 @pytest.fixture
@@ -46,12 +46,7 @@ def make_client(
     def make(base_url: str, **options: Any) -> BitbucketClient:
         options.setdefault("auth", BasicAuth(EMAIL, TOKEN))
         options.setdefault("retry", RetryPolicy())
-        return BitbucketClient(
-            session,
-            base_url=base_url,
-            sleep=sleep,
-            rng=random.Random(7),
-            **options,
-        )
+        options.setdefault("sleep", sleep)
+        return BitbucketClient(session, base_url=base_url, rng=random.Random(7), **options)
 
     return make

@@ -11,7 +11,6 @@ import aiohttp
 import pytest
 from aiohttp import web
 from aioresponses import aioresponses
-from tests.client.bb_fake import EMAIL, TOKEN, FakeBitbucket, RecordingSleep
 
 from exporter.bitbucket import BasicAuth, BearerAuth, BitbucketClient, RetryPolicy
 from exporter.errors import (
@@ -22,6 +21,7 @@ from exporter.errors import (
     GoneError,
     UnsafeUrlError,
 )
+from tests.client.bb_fake import EMAIL, TOKEN, FakeBitbucket, RecordingSleep
 
 MakeClient = Callable[..., BitbucketClient]
 PATH = "/2.0/workspaces/acme/permissions"

@@ -7,7 +7,6 @@ from typing import Any
 
 import pytest
 from aiohttp import web
-from tests.client.bb_fake import FakeBitbucket
 
 from exporter.bitbucket import BitbucketClient
 from exporter.crawl.fetchers import (
@@ -20,6 +19,7 @@ from exporter.crawl.fetchers import (
 )
 from exporter.crawl.records import GrantRecord, ObjectRecord, UserRecord, WorkspaceRef
 from exporter.errors import FetchFailedError
+from tests.client.bb_fake import FakeBitbucket
 
 MakeClient = Callable[..., BitbucketClient]
 WS = WorkspaceRef(uuid="{ws-1111}", slug="acme", administrator=True)
@@ -236,3 +236,56 @@ async def test_row_without_user_uuid_fails_the_scope(
     text = str(caught.value)
     assert "/2.0/workspaces/acme/permissions/repositories" in text
     assert "page 2" in text and "values[0].user.uuid is missing" in text
+
+
+def full_pages(base: str, rows: list[dict[str, Any]], pagelen: int = 2) -> Any:
+    """A listing with full pages of ``pagelen`` rows that reports its size (so it fans out)."""
+
+    async def handler(request: web.Request) -> web.StreamResponse:
+        number = int(request.query.get("page", "1"))
+        body: dict[str, Any] = {
+            "pagelen": pagelen,
+            "page": number,
+            "size": len(rows),
+            "values": rows[(number - 1) * pagelen : number * pagelen],
+        }
+        if number * pagelen < len(rows):
+            query = f"pagelen={pagelen}&fields={request.query['fields']}&page={number + 1}"
+            body["next"] = f"{base}{request.path}?{query}"
+        return web.json_response(body)
+
+    return handler
+
+
+async def test_grant_repeated_by_offset_paging_is_read_once(
+    bitbucket: FakeBitbucket, make_client: MakeClient
+) -> None:
+    rows = [
+        repo_permission(ALICE, "{r-1}", "admin"),
+        repo_permission(ALICE, "{r-2}", "admin"),
+        repo_permission(ALICE, "{r-2}", "admin"),  # shifted onto page 2 by an insert
+        repo_permission(BOB, "{r-1}", "write"),
+        repo_permission(BOB, "{r-2}", "read"),
+    ]
+    path = "/2.0/workspaces/acme/permissions/repositories"
+    bitbucket.routes[path] = full_pages(bitbucket.base_url, rows)
+    client = make_client(bitbucket.base_url)
+    got = [r async for batch in fetch_repository_permissions(client, WS) for r in batch]
+    grants = [(g.subject_uuid, g.object_uuid) for g in got if isinstance(g, GrantRecord)]
+    assert grants == [
+        ("{u-alice}", "{r-1}"),
+        ("{u-alice}", "{r-2}"),
+        ("{u-bob}", "{r-1}"),
+        ("{u-bob}", "{r-2}"),
+    ]
+    assert client.stats.duplicate_rows == 1 and len(bitbucket.seen) == 3
+
+
+async def test_repository_repeated_by_offset_paging_is_read_once(
+    bitbucket: FakeBitbucket, make_client: MakeClient
+) -> None:
+    rows = [{"uuid": f"{{r-{n}}}", "slug": f"repo-{n}"} for n in (1, 2, 2, 3)]
+    bitbucket.routes["/2.0/repositories/acme"] = full_pages(bitbucket.base_url, rows)
+    client = make_client(bitbucket.base_url)
+    got = [r async for batch in fetch_repositories(client, WS) for r in batch]
+    assert [r.uuid for r in got] == ["{r-1}", "{r-2}", "{r-3}"]
