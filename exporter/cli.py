@@ -38,7 +38,7 @@ log = logging.getLogger("bbaccess")
 DIFF_COLUMNS = ("workspace", "change", "object_type", "object_name", "subject_name", "attribute",
                 "old_value", "new_value", "source", "reason")
 SNAPSHOT_COLUMNS = ("id", "status", "started_at", "seconds", "requests", "retries", "throttled",
-                    "ok", "forbidden", "failed", "skipped", "message")
+                    "waited", "ok", "forbidden", "failed", "skipped", "message")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -65,6 +65,9 @@ def build_parser() -> argparse.ArgumentParser:
                       "listed by /2.0/user/workspaces")
     snap.add_argument("--concurrency", type=int, default=8, metavar="N",
                       help="requests in flight at once (default 8)")
+    snap.add_argument("--rate", default="900/h", metavar="N/UNIT",
+                      help="client-side request budget, a rolling window: 900/h (default; "
+                      "Bitbucket allows about 1,000 an hour), 100/10m, 5/s")
     snap.add_argument("--timeout", type=float, default=60.0, metavar="SECONDS",
                       help="give up on one request after this long, then retry (default 60)")
     _verbosity(snap)
@@ -169,7 +172,8 @@ def command_snapshot(args: argparse.Namespace) -> int:
     from exporter.export import run_snapshot
 
     settings = settings_from_env(db_path=args.db, workspaces=tuple(args.workspace),
-                                 concurrency=args.concurrency, timeout=args.timeout)
+                                 concurrency=args.concurrency, timeout=args.timeout,
+                                 rate=args.rate)
     return report_run(asyncio.run(run_snapshot(settings)))
 
 
@@ -189,6 +193,7 @@ def command_snapshots(args: argparse.Namespace) -> int:
             "id": r.id, "status": r.status, "started_at": r.started_at,
             "seconds": None if r.duration_seconds is None else round(r.duration_seconds, 1),
             "requests": r.requests, "retries": r.retries, "throttled": r.throttled,
+            "waited": round(r.wait_seconds + r.backoff_seconds, 1),
             "ok": r.scopes_ok, "forbidden": r.scopes_forbidden, "failed": r.scopes_failed,
             "skipped": r.scopes_skipped, "message": r.message,
         } for r in runs]

@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from exporter.bitbucket import Auth, BasicAuth, BearerAuth, RetryPolicy
+from exporter.bitbucket import DEFAULT_RATE, Auth, BasicAuth, BearerAuth, RetryPolicy, parse_rate
 from exporter.bitbucket.origin import check_base_url
 from exporter.errors import ConfigError
 
@@ -40,6 +40,10 @@ class Settings:
     concurrency: int = DEFAULT_CONCURRENCY
     timeout: float = DEFAULT_TIMEOUT
     retry: RetryPolicy = field(default_factory=RetryPolicy)
+    #: The client-side request budget: at most ``rate[0]`` requests in any ``rate[1]`` seconds.
+    rate: tuple[int, float] = parse_rate(DEFAULT_RATE)
+    #: Seconds between progress lines while a run goes on.
+    progress_every: float = 60.0
 
 
 def auth_from_env(env: Mapping[str, str]) -> Auth:
@@ -76,6 +80,7 @@ def settings_from_env(
     workspaces: tuple[str, ...] = (),
     concurrency: int = DEFAULT_CONCURRENCY,
     timeout: float = DEFAULT_TIMEOUT,
+    rate: str = DEFAULT_RATE,
     env: Mapping[str, str] | None = None,
 ) -> Settings:
     env = os.environ if env is None else env
@@ -85,6 +90,10 @@ def settings_from_env(
         raise ConfigError(f"--concurrency must be between 1 and 64, not {concurrency}")
     if timeout <= 0:
         raise ConfigError(f"--timeout must be a positive number of seconds, not {timeout}")
+    try:
+        budget = parse_rate(rate)
+    except ValueError as error:
+        raise ConfigError(f"--rate: {error}") from None
     for slug in workspaces:
         if not slug or "/" in slug or slug.strip() != slug:
             raise ConfigError(f"--workspace takes a workspace slug such as 'acme', not {slug!r}")
@@ -95,4 +104,5 @@ def settings_from_env(
         workspaces=tuple(dict.fromkeys(workspaces)),
         concurrency=concurrency,
         timeout=timeout,
+        rate=budget,
     )

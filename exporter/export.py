@@ -18,7 +18,7 @@ from typing import Any
 import aiohttp
 
 from exporter import __version__
-from exporter.bitbucket import BitbucketClient
+from exporter.bitbucket import BitbucketClient, RateBudget
 from exporter.config import Settings
 from exporter.crawl.fetchers import (
     fetch_projects,
@@ -135,7 +135,8 @@ def counters_of(client: BitbucketClient) -> RunCounters:
         requests=stats.requests,
         retries=stats.retries,
         throttled=stats.throttled,
-        wait_seconds=stats.seconds_slept,
+        wait_seconds=stats.budget_wait_seconds,
+        backoff_seconds=stats.seconds_slept,
     )
 
 
@@ -153,12 +154,42 @@ async def observe_all(
         readers = scope_pages(client, ws, known)
         for kind, scope in workspace_scopes(ws).items():
             jobs.append(observe_scope(writer, scope, readers[kind]))
+    limit, window = settings.rate
+    log.info(
+        "plan: %d listings, at least %d requests (one page each; more for large listings); "
+        "the budget allows %d requests per %.0f s",
+        len(jobs),
+        len(jobs),
+        limit,
+        window,
+    )
+    progress = asyncio.create_task(report_progress(client, len(jobs), settings.progress_every))
     try:
         async with asyncio.TaskGroup() as group:
             tasks = [group.create_task(job) for job in jobs]
     except ExceptionGroup as failure:
         raise _first_exporter_error(failure) from None
+    finally:
+        progress.cancel()
     return [task.result() for task in tasks], unreachable
+
+
+async def report_progress(client: BitbucketClient, listings: int, every: float) -> None:
+    """A log line every ``every`` seconds while the listings are read."""
+    started = time.monotonic()
+    while True:
+        await asyncio.sleep(every)
+        stats = client.stats
+        log.info(
+            "progress: %d requests in %.0f s, %d retries, %d throttled, %.0f s waited on the "
+            "rate budget (%d listings in all)",
+            stats.requests,
+            time.monotonic() - started,
+            stats.retries,
+            stats.throttled,
+            stats.budget_wait_seconds,
+            listings,
+        )
 
 
 def _first_exporter_error(group: BaseExceptionGroup[BaseException]) -> BaseException:
@@ -199,6 +230,7 @@ async def run_snapshot(
                     retry=settings.retry,
                     sleep=sleep,
                     timeout=settings.timeout,
+                    budget=RateBudget(*settings.rate, sleep=sleep),
                 )
                 try:
                     scopes, unreachable = await observe_all(client, writer, settings)

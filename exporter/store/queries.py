@@ -39,6 +39,7 @@ class SnapshotRow:
     retries: int
     throttled: int
     wait_seconds: float
+    backoff_seconds: float
     scopes_ok: int
     scopes_forbidden: int
     scopes_failed: int

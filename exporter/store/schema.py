@@ -43,6 +43,7 @@ snapshots = Table(
     Column("retries", Integer, nullable=False, default=0),
     Column("throttled", Integer, nullable=False, default=0),
     Column("wait_seconds", Float, nullable=False, default=0.0),
+    Column("backoff_seconds", Float, nullable=False, default=0.0),
     Column("scopes_ok", Integer, nullable=False, default=0),
     Column("scopes_forbidden", Integer, nullable=False, default=0),
     Column("scopes_failed", Integer, nullable=False, default=0),

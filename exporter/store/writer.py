@@ -38,7 +38,8 @@ class RunCounters:
     requests: int = 0
     retries: int = 0
     throttled: int = 0
-    wait_seconds: float = 0.0
+    wait_seconds: float = 0.0  # waiting on the client-side rate budget
+    backoff_seconds: float = 0.0  # sleeping after 5xx, timeouts and 429s
 
 
 @dataclass(frozen=True)
@@ -308,4 +309,5 @@ def _counter_values(counters: RunCounters) -> dict[str, object]:
         "retries": counters.retries,
         "throttled": counters.throttled,
         "wait_seconds": round(counters.wait_seconds, 3),
+        "backoff_seconds": round(counters.backoff_seconds, 3),
     }

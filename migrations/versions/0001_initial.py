@@ -42,6 +42,7 @@ def upgrade() -> None:
         sa.Column("retries", sa.Integer, nullable=False, server_default="0"),
         sa.Column("throttled", sa.Integer, nullable=False, server_default="0"),
         sa.Column("wait_seconds", sa.Float, nullable=False, server_default="0"),
+        sa.Column("backoff_seconds", sa.Float, nullable=False, server_default="0"),
         sa.Column("scopes_ok", sa.Integer, nullable=False, server_default="0"),
         sa.Column("scopes_forbidden", sa.Integer, nullable=False, server_default="0"),
         sa.Column("scopes_failed", sa.Integer, nullable=False, server_default="0"),
