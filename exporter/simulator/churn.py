@@ -2,9 +2,12 @@
 
 Imports ``exporter.simulator.org``, ``.generate`` and ``.observe``. Each kind of change (hires,
 leavers, group membership, new/deleted/renamed/moved/published repositories, raised and lowered
-grants, role changes) happens ``max(1, round(rate * base))`` times when the org allows it, so
-even a small org shows every kind. The ground truth (``ChurnResult.changes``) is never written by
-hand: it is the diff of ``observable_state`` before and after.
+grants, role changes, project grants and repository group grants) happens ``max(1, round(rate *
+base))`` times when the org allows it, so even a small org shows every kind. The ground truth
+(``ChurnResult.changes``) is never written by hand: it is the diff of ``observable_state`` before
+and after. ``ChurnResult.explicit_changes`` is the same for explicit grants and group membership
+(``explicit_state``; sources ``direct``, ``group``, ``project``, ``membership``), which the
+exporter may or may not read.
 
 The two well-known users (the admin and the member) are never removed or re-roled.
 """
@@ -21,14 +24,21 @@ from exporter.simulator.generate import (
     new_user,
     slugify,
 )
-from exporter.simulator.observe import TruthChange, diff_states, observable_state
-from exporter.simulator.org import REPO_PERMISSIONS, ROLES, Org, Workspace
+from exporter.simulator.observe import (
+    TruthChange,
+    diff_explicit,
+    diff_states,
+    explicit_state,
+    observable_state,
+)
+from exporter.simulator.org import PROJECT_PERMISSIONS, REPO_PERMISSIONS, ROLES, Org, Workspace
 
 
 @dataclass
 class ChurnResult:
     events: list[str] = field(default_factory=list)
     changes: list[TruthChange] = field(default_factory=list)
+    explicit_changes: list[TruthChange] = field(default_factory=list)
 
 
 @dataclass
@@ -231,9 +241,41 @@ def _role_change(day: _Day) -> bool:
     return True
 
 
+def _project_grant(day: _Day) -> bool:
+    """Grant, change or remove one user's or group's permission on a project."""
+    ws = day.pick_ws(lambda w: bool(w.projects) and bool(day.people(w)))
+    if ws is None:
+        return False
+    project = day.rng.choice(sorted(ws.projects))
+    perm = day.rng.choice((*PROJECT_PERMISSIONS, None))
+    key = ws.projects[project].key
+    if ws.groups and day.rng.random() < 0.5:
+        slug = day.rng.choice(sorted(ws.groups))
+        ws.grant_project_group(project, slug, perm)
+        day.events.append(f"set group {slug} on project {ws.slug}/{key} to {perm}")
+    else:
+        user = day.rng.choice(day.people(ws))
+        ws.grant_project_user(project, user, perm)
+        day.events.append(f"set {day.name(user)} on project {ws.slug}/{key} to {perm}")
+    return True
+
+
+def _repo_group_grant(day: _Day) -> bool:
+    """Grant, change or remove one group's permission on a repository."""
+    for ws, repo in _sample_repos(day):
+        if ws.groups:
+            slug = day.rng.choice(sorted(ws.groups))
+            perm = day.rng.choice((*REPO_PERMISSIONS, None))
+            ws.grant_repo_group(repo, slug, perm)
+            day.events.append(f"set group {slug} on {day.label(ws, repo)} to {perm}")
+            return True
+    return False
+
+
 def apply_churn(org: Org, *, rng: random.Random, rate: float = 0.01) -> ChurnResult:
     """Mutate ``org`` as one day of administration would; return what happened and the truth."""
     before = observable_state(org)
+    explicit_before = explicit_state(org)
     protected = set(org.api_tokens.values()) | set(org.oauth_tokens.values())
     day = _Day(org, rng, [], protected)
     day.known = set(org.users) | set(before.objects)
@@ -243,9 +285,14 @@ def apply_churn(org: Org, *, rng: random.Random, rate: float = 0.01) -> ChurnRes
         (_hire, members), (_leave, members), (_group_change, members), (_role_change, members),
         (_new_repo, repos), (_delete_repo, repos), (_rename_repo, repos), (_move_repo, repos),
         (_publish_repo, repos), (_raise_grant, repos), (_lower_grant, repos),
+        (_project_grant, repos), (_repo_group_grant, repos),
     ]  # fmt: skip
     for step, base in steps:
         for _ in range(max(1, round(rate * base))):
             if not step(day):
                 break
-    return ChurnResult(events=day.events, changes=diff_states(before, observable_state(org)))
+    return ChurnResult(
+        events=day.events,
+        changes=diff_states(before, observable_state(org)),
+        explicit_changes=diff_explicit(explicit_before, explicit_state(org)),
+    )

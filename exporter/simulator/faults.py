@@ -1,13 +1,20 @@
 """Faults and latency the simulator injects on demand: ``FaultPlan`` holding ``Fault`` rules.
 
 Imports only the standard library and ``yarl``. A plan is mutable while the server runs, so a test
-can add or clear rules between requests. A rule matches a path prefix and optionally a page
-number, and fires ``times`` times (None: always). Everything is deterministic.
+can add or clear rules between requests. A rule matches a path prefix, optionally an endpoint
+name (see ``routes``) and a page number, fires with probability ``rate`` and at most ``times``
+times (None: always). Every request waits ``latency`` plus up to ``jitter`` seconds.
+
+Everything is deterministic by ``seed``: whether a rule fires, and the jitter, are drawn from a
+hash of (seed, rule, request path and query, how many times that exact URL was asked before),
+not from a shared random stream, so concurrent clients see the same faults in any order.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
+from collections import Counter
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
@@ -20,7 +27,9 @@ FOREIGN_ORIGIN = URL("http://evil.example")
 class FaultKind(StrEnum):
     STATUS = "status"  # answer ``status`` (500/502/503) with a JSON error body
     RESET = "reset"  # close the connection unanswered (aiohttp retries a GET once: use times=2)
-    MALFORMED = "malformed"  # a truncated JSON body
+    MALFORMED = "malformed"  # a complete response whose JSON text is cut short: not parseable
+    TRUNCATED = "truncated"  # Content-Length promises the whole body; half comes, then a close
+    SLOW_BODY = "slow_body"  # the body trickles out in chunks over ``latency`` seconds
     MISSING_VALUES = "missing_values"  # a page envelope without "values"
     FOREIGN_NEXT = "foreign_next"  # "next" points to http://evil.example
     REPEAT_NEXT = "repeat_next"  # "next" points to the same page
@@ -28,8 +37,21 @@ class FaultKind(StrEnum):
 
 
 BODY_FAULTS = frozenset(
-    {FaultKind.MALFORMED, FaultKind.MISSING_VALUES, FaultKind.FOREIGN_NEXT, FaultKind.REPEAT_NEXT}
+    {
+        FaultKind.MALFORMED,
+        FaultKind.MISSING_VALUES,
+        FaultKind.FOREIGN_NEXT,
+        FaultKind.REPEAT_NEXT,
+        FaultKind.TRUNCATED,
+        FaultKind.SLOW_BODY,
+    }
 )
+
+
+def unit_draw(*parts: object) -> float:
+    """A number in [0, 1) fixed by ``parts``."""
+    digest = hashlib.blake2b(repr(parts).encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big") / 2**64
 
 
 @dataclass
@@ -41,10 +63,13 @@ class Fault:
     status: int = 503
     latency: float = 0.0
     fired: int = 0
+    rate: float = 1.0
+    endpoint: str | None = None
 
-    def matches(self, path: str, page: int) -> bool:
+    def matches(self, path: str, page: int, endpoint: str | None = None) -> bool:
         return (
             path.startswith(self.path_prefix)
+            and (self.endpoint is None or self.endpoint == endpoint)
             and (self.page is None or self.page == page)
             and (self.times is None or self.fired < self.times)
         )
@@ -52,10 +77,13 @@ class Fault:
 
 @dataclass
 class FaultPlan:
-    """The rules in force; ``latency`` delays every request (seconds)."""
+    """The rules in force; every request waits ``latency`` + up to ``jitter`` seconds."""
 
     rules: list[Fault] = field(default_factory=list)
     latency: float = 0.0
+    jitter: float = 0.0
+    seed: int = 0
+    _asked: Counter[str] = field(default_factory=Counter, repr=False)
 
     def add(self, kind: FaultKind | str, **options: Any) -> Fault:
         rule = Fault(FaultKind(kind), **options)
@@ -65,13 +93,30 @@ class FaultPlan:
     def clear(self) -> None:
         self.rules.clear()
         self.latency = 0.0
+        self.jitter = 0.0
 
-    def take(self, path: str, page: int) -> list[Fault]:
-        """The rules matching this request; each one counts as fired."""
-        matched = [rule for rule in self.rules if rule.matches(path, page)]
-        for rule in matched:
+    def take(
+        self, path: str, page: int, *, endpoint: str | None = None, url: str | None = None
+    ) -> list[Fault]:
+        """The rules that fire on this request (``url``: its path and query); each counts."""
+        key = url or path
+        nth = self._asked[key]
+        self._asked[key] += 1
+        fired = [
+            rule
+            for index, rule in enumerate(self.rules)
+            if rule.matches(path, page, endpoint)
+            and (rule.rate >= 1.0 or unit_draw(self.seed, index, key, nth) < rule.rate)
+        ]
+        for rule in fired:
             rule.fired += 1
-        return matched
+        return fired
+
+    def delay(self, url: str) -> float:
+        """Seconds to wait before answering ``url`` (path and query)."""
+        if self.jitter <= 0:
+            return self.latency
+        return self.latency + self.jitter * unit_draw(self.seed, "jitter", url, self._asked[url])
 
 
 def corrupt_page(envelope: dict[str, Any], kind: FaultKind, url: URL) -> dict[str, Any]:

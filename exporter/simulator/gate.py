@@ -1,9 +1,11 @@
 """Who is calling and whether they may: credential checks and the rolling-window rate limit.
 
 Imports only the standard library and ``exporter.simulator.org``. Like Bitbucket: HTTP Basic with
-the account's email and an API token, or ``Bearer`` with an OAuth access token. An API token
-sent as Bearer is refused, as is a wrong token. The rate limit counts requests per credential
-over a rolling window and takes its clock as a parameter, so tests need not sleep.
+the account's email and an API token, or ``Bearer`` with an OAuth token or a workspace access
+token. An API token sent as Bearer is refused, as is a wrong token. A caller carries the scopes of
+its token; ``missing_scopes`` says which of an endpoint's required scopes it lacks. The rate
+limit counts requests per credential over a rolling window and takes its clock as a parameter,
+so tests need not sleep.
 """
 
 from __future__ import annotations
@@ -14,13 +16,23 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from exporter.simulator.org import Org
+from exporter.simulator.org import DEFAULT_SCOPES, Org
+
+API_TOKEN = "api_token"
+OAUTH = "oauth"
+ACCESS_TOKEN = "access_token"
 
 
 @dataclass(frozen=True)
 class Caller:
-    user_uuid: str
+    user_uuid: str  # "" for an access token, which acts for a workspace, not a user
     credential: str  # what the rate limit counts against: "token:<user>" or "oauth:<token>"
+    kind: str = API_TOKEN
+    scopes: frozenset[str] = DEFAULT_SCOPES
+    workspace_uuid: str | None = None  # the one workspace an access token acts for
+
+    def missing_scopes(self, required: tuple[str, ...]) -> list[str]:
+        return [scope for scope in required if scope not in self.scopes]
 
 
 def _basic(org: Org, encoded: str) -> Caller | None:
@@ -32,7 +44,7 @@ def _basic(org: Org, encoded: str) -> Caller | None:
     user = org.user_by_email(email)
     if user is None or org.api_tokens.get(token) != user.uuid:
         return None
-    return Caller(user.uuid, f"token:{user.uuid}")
+    return Caller(user.uuid, f"token:{user.uuid}", API_TOKEN, org.scopes_of(token))
 
 
 def authenticate(org: Org, header: str | None) -> Caller | None:
@@ -43,8 +55,17 @@ def authenticate(org: Org, header: str | None) -> Caller | None:
     if scheme.lower() == "basic":
         return _basic(org, value.strip())
     if scheme.lower() == "bearer":
-        user_uuid = org.oauth_tokens.get(value.strip())
-        return Caller(user_uuid, f"oauth:{value.strip()}") if user_uuid else None
+        return _bearer(org, value.strip())
+    return None
+
+
+def _bearer(org: Org, token: str) -> Caller | None:
+    scopes = org.scopes_of(token)
+    if token in org.oauth_tokens:
+        return Caller(org.oauth_tokens[token], f"oauth:{token}", OAUTH, scopes)
+    if token in org.access_tokens:
+        ws = org.access_tokens[token]
+        return Caller("", f"access:{token}", ACCESS_TOKEN, scopes, workspace_uuid=ws)
     return None
 
 

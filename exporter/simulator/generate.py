@@ -5,6 +5,13 @@ so the same preset and seed always give the same org. The shape is meant to look
 company: skewed group sizes and grants per repository, some public repositories, some with no
 explicit grants, non-ASCII names, and users who belong to several workspaces.
 
+Sizes (workspaces, users, repositories, groups, projects; effective grants at seed 1): ``small``
+3, 25, 30, 9, 9; ``medium`` 1, 150, 300, 20, 15; ``large`` 5, 2,000, 10,000, 300, 500, about
+400,000; ``huge`` ten times large. Generation is compact: effective permissions are computed per
+workspace only when first asked for, then cached.
+
+Webhooks come from their own random stream, so adding them did not change any other object.
+
 Two well-known users exist in every org: the admin (owner of every workspace, the exporter's
 credential) and a plain member of every workspace.
 """
@@ -17,7 +24,7 @@ import unicodedata
 import uuid
 from dataclasses import dataclass
 
-from exporter.simulator.org import Group, Org, Project, Repository, User, Workspace
+from exporter.simulator.org import Group, Org, Project, Repository, User, Webhook, Workspace
 
 ADMIN_EMAIL = "admin@example.com"
 ADMIN_TOKEN = "sim-admin-token"
@@ -39,7 +46,9 @@ PRESETS: dict[str, Preset] = {
     "small": Preset(3, 25, 10, 3, 3),
     "medium": Preset(1, 150, 300, 20, 15),
     "large": Preset(5, 2000, 2000, 60, 100),
+    "huge": Preset(50, 20000, 2000, 60, 100),  # ten times large, for scaling curves
 }
+HOOK_EVENTS = ("repo:push", "repo:created", "repo:deleted", "repo:updated", "pullrequest:created")
 
 FIRST_NAMES = (
     "Zoë", "Łukasz", "José", "Søren", "Ana", "Ben", "Chloé", "Dmitri", "Emma", "Farah", "Gábor",
@@ -194,8 +203,24 @@ def _populate_workspace(
     ws.invalidate()
 
 
+def _add_hooks(seed: int, spaces: list[Workspace]) -> None:
+    rng = random.Random(f"hooks-{seed}")
+    for ws in spaces:
+        for n in range(rng.choice((0, 1, 2, 3))):
+            events = tuple(sorted(rng.sample(HOOK_EVENTS, rng.randint(1, 3))))
+            hook = Webhook(
+                _uuid(rng), f"https://hooks.example.com/{ws.slug}/{n}", events,
+                active=rng.random() > 0.2, secret_set=rng.random() > 0.5,
+                created_at=_timestamp(rng), description=f"CI hook {n}",
+            )  # fmt: skip
+            ws.hooks[hook.uuid] = hook
+
+
 def generate_org(preset: str = "small", seed: int = 1) -> Org:
-    """A new org of the named size (small, medium, large); the same seed gives the same org."""
+    """A new org of the named size (small, medium, large, huge); the same seed gives the same
+    org."""
+    if preset not in PRESETS:
+        raise ValueError(f"unknown preset {preset!r}; choose one of {', '.join(PRESETS)}")
     shape = PRESETS[preset]
     rng = random.Random(seed)
     org = Org()
@@ -224,4 +249,5 @@ def generate_org(preset: str = "small", seed: int = 1) -> Org:
     for ws in spaces:
         plain = [u for u, role in ws.members.items() if u not in (admin.uuid, member.uuid)]
         _populate_workspace(rng, ws, shape, plain, keys)
+    _add_hooks(seed, spaces)
     return org

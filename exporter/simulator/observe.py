@@ -112,3 +112,62 @@ def diff_states(before: ObservableState, after: ObservableState) -> list[TruthCh
         rank=REPO_RANK,
     )  # fmt: skip
     return sorted(changes)
+
+
+@dataclass(frozen=True)
+class ExplicitState:
+    """Explicit grants and group membership: ((object, subject, source) -> permission)."""
+
+    grants: dict[tuple[str, str, str, str], str]  # (object type, object, subject, source) -> perm
+    memberships: set[tuple[str, str]]  # (group full slug, user uuid)
+
+
+def explicit_state(org: Org) -> ExplicitState:
+    """A copy of every explicit grant and group membership of ``org``.
+
+    Sources: ``direct`` (a user on a repository), ``group`` (a group on a repository),
+    ``project`` (a user or a group on a project). Groups are named by full slug
+    (``workspace:group``), users by uuid.
+    """
+    grants: dict[tuple[str, str, str, str], str] = {}
+    memberships: set[tuple[str, str]] = set()
+    for ws in org.workspaces.values():
+        tables = (
+            ("repository", ws.repo_user_grants, "direct", False),
+            ("repository", ws.repo_group_grants, "group", True),
+            ("project", ws.project_user_grants, "project", False),
+            ("project", ws.project_group_grants, "project", True),
+        )
+        for object_type, table, source, by_group in tables:
+            for object_uuid, row in table.items():
+                for subject, perm in row.items():
+                    who = f"{ws.slug}:{subject}" if by_group else subject
+                    grants[(object_type, object_uuid, who, source)] = perm
+        for group in ws.groups.values():
+            memberships.update((f"{ws.slug}:{group.slug}", u) for u in group.members)
+    return ExplicitState(grants, memberships)
+
+
+#: Explicit permissions in order, for "raised" and "lowered" (create-repo sits above write).
+EXPLICIT_RANK = {"read": 0, "write": 1, "create-repo": 2, "admin": 3}
+
+
+def diff_explicit(before: ExplicitState, after: ExplicitState) -> list[TruthChange]:
+    """Every change of explicit grants (source direct, group, project) and of group membership
+    (object type ``group``, object its full slug, subject the user, source ``membership``)."""
+    changes = []
+    for key in before.grants.keys() | after.grants.keys():
+        old, new = before.grants.get(key), after.grants.get(key)
+        if old == new:
+            continue
+        if old is None or new is None:
+            kind = "granted" if old is None else "revoked"
+        else:
+            kind = "raised" if EXPLICIT_RANK[new] > EXPLICIT_RANK[old] else "lowered"
+        object_type, object_uuid, subject, source = key
+        changes.append(TruthChange(kind, object_type, object_uuid, subject, source, None, old, new))
+    for group, user in before.memberships ^ after.memberships:
+        joined = (group, user) in after.memberships
+        kind, old, new = ("granted", None, "member") if joined else ("revoked", "member", None)
+        changes.append(TruthChange(kind, "group", group, user, "membership", None, old, new))
+    return sorted(changes)

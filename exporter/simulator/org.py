@@ -15,6 +15,13 @@ Effective repository permission of a user (``Workspace.effective_permissions``),
 Order read < write < admin. Only current members of the workspace count (churn removes a leaver's
 grants too). A user with no source gets no row; ``none`` never appears.
 
+Webhooks (``Workspace.hooks``) are listed by ``/hooks`` and take no part in permissions.
+
+Credentials live on the ``Org``: API tokens (Basic, with the account's email) and OAuth tokens
+(Bearer) act as their user; workspace access tokens (Bearer) act for one workspace and cannot
+read permissions. Every token carries scopes (``token_scopes``; a token not listed there has
+``DEFAULT_SCOPES``).
+
 Mutate a workspace through its methods: each one bumps ``version``, which drops the cached
 effective permissions. Code that edits the dicts directly must call ``invalidate()``.
 """
@@ -33,6 +40,18 @@ PROJECT_TO_REPO = {"read": "read", "write": "write", "create-repo": "write", "ad
 DEFAULT_TIMESTAMP = "2021-03-04T05:06:07.000000+00:00"
 
 EffectiveKey = tuple[str, str]  # (repository uuid, user uuid)
+#: The scopes FACTS.md tells the exporter to ask for; every well-known token has them all.
+DEFAULT_SCOPES = frozenset(
+    {
+        "read:workspace:bitbucket",
+        "read:user:bitbucket",
+        "read:repository:bitbucket",
+        "read:project:bitbucket",
+        "admin:repository:bitbucket",
+        "read:webhook:bitbucket",
+        "read:permission:bitbucket",
+    }
+)
 
 
 @dataclass
@@ -71,6 +90,17 @@ class Repository:
 
 
 @dataclass
+class Webhook:
+    uuid: str
+    url: str
+    events: tuple[str, ...]
+    active: bool = True
+    secret_set: bool = False
+    created_at: str = DEFAULT_TIMESTAMP
+    description: str = ""
+
+
+@dataclass
 class Workspace:
     uuid: str
     slug: str
@@ -85,12 +115,15 @@ class Workspace:
     repo_group_grants: dict[str, dict[str, str]] = field(default_factory=dict)
     project_user_grants: dict[str, dict[str, str]] = field(default_factory=dict)
     project_group_grants: dict[str, dict[str, str]] = field(default_factory=dict)
+    hooks: dict[str, Webhook] = field(default_factory=dict)  # uuid -> webhook
     version: int = 0
     _effective: dict[EffectiveKey, str] | None = field(default=None, repr=False, compare=False)
+    _slugs: dict[str, str] | None = field(default=None, repr=False, compare=False)
 
     def invalidate(self) -> None:
         self.version += 1
         self._effective = None
+        self._slugs = None
 
     # -- mutations ---------------------------------------------------------------------------
 
@@ -179,7 +212,25 @@ class Workspace:
     # -- queries -----------------------------------------------------------------------------
 
     def repository_by_slug(self, slug: str) -> Repository | None:
-        return next((r for r in self.repositories.values() if r.slug == slug), None)
+        if self._slugs is None:
+            self._slugs = {r.slug: r.uuid for r in self.repositories.values()}
+        repo = self.repositories.get(self._slugs.get(slug, ""))
+        return repo if repo is not None and repo.slug == slug else None
+
+    def project_by_key(self, key: str) -> Project | None:
+        return next((p for p in self.projects.values() if p.key == key), None)
+
+    def is_project_admin(self, project_uuid: str, user_uuid: str) -> bool:
+        """An owner, or admin on the project directly or through a group."""
+        if self.members.get(user_uuid) == "owner":
+            return True
+        if self.project_user_grants.get(project_uuid, {}).get(user_uuid) == "admin":
+            return True
+        return any(
+            perm == "admin" and user_uuid in self.groups[slug].members
+            for slug, perm in self.project_group_grants.get(project_uuid, {}).items()
+            if slug in self.groups
+        )
 
     def effective_permissions(self) -> dict[EffectiveKey, str]:
         """{(repository uuid, user uuid): permission}, computed by the rules above, cached."""
@@ -259,6 +310,12 @@ class Org:
     workspaces: dict[str, Workspace] = field(default_factory=dict)
     api_tokens: dict[str, str] = field(default_factory=dict)  # API token -> user uuid
     oauth_tokens: dict[str, str] = field(default_factory=dict)  # OAuth bearer token -> user uuid
+    access_tokens: dict[str, str] = field(default_factory=dict)  # access token -> workspace uuid
+    token_scopes: dict[str, frozenset[str]] = field(default_factory=dict)  # absent: DEFAULT_SCOPES
+    _emails: dict[str, str] = field(default_factory=dict, repr=False, compare=False)
+
+    def scopes_of(self, token: str) -> frozenset[str]:
+        return self.token_scopes.get(token, DEFAULT_SCOPES)
 
     def add_user(self, user: User) -> None:
         self.users[user.uuid] = user
@@ -274,7 +331,10 @@ class Org:
 
     def user_by_email(self, email: str) -> User | None:
         lowered = email.lower()
-        return next((u for u in self.users.values() if u.email.lower() == lowered), None)
+        if len(self._emails) != len(self.users):
+            self._emails = {u.email.lower(): u.uuid for u in self.users.values()}
+        user = self.users.get(self._emails.get(lowered, ""))
+        return user if user is not None and user.email.lower() == lowered else None
 
     def effective_permissions(self, ws: Workspace) -> dict[EffectiveKey, str]:
         return ws.effective_permissions()

@@ -1,7 +1,8 @@
 """Bitbucket-style paging and ``fields=`` trimming, as pure functions over JSON-like values.
 
 Imports only the standard library and ``yarl`` (for building ``next``/``previous`` from the URL
-the client used). Pages are 1-based; ``pagelen`` defaults to 10 and may not exceed 100.
+the client used). Pages are 1-based; ``pagelen`` defaults to 10 and may not exceed 100, or a
+lower per-endpoint maximum; beyond it the answer is 400 ``Invalid pagelen``, as Bitbucket's.
 """
 
 from __future__ import annotations
@@ -22,13 +23,13 @@ class BadRequestError(Exception):
     """The query cannot be served; the message goes into a 400 error body."""
 
 
-def parse_paging(query: Mapping[str, str]) -> tuple[int, int]:
+def parse_paging(query: Mapping[str, str], max_pagelen: int = MAX_PAGELEN) -> tuple[int, int]:
     """(page, pagelen) from the query string, or BadRequestError."""
     try:
-        pagelen = int(query.get("pagelen", DEFAULT_PAGELEN))
+        pagelen = int(query.get("pagelen", min(DEFAULT_PAGELEN, max_pagelen)))
     except ValueError:
         raise BadRequestError("Invalid pagelen") from None
-    if not 1 <= pagelen <= MAX_PAGELEN:
+    if not 1 <= pagelen <= max_pagelen:
         raise BadRequestError("Invalid pagelen")
     try:
         page = int(query.get("page", 1))

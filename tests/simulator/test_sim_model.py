@@ -12,8 +12,10 @@ from exporter.simulator import (
     MEMBER_EMAIL,
     Org,
     apply_churn,
+    diff_explicit,
     diff_states,
     effective_permissions,
+    explicit_state,
     generate_org,
     observable_state,
 )
@@ -146,3 +148,31 @@ def test_churn_on_medium_gives_all_grant_change_kinds() -> None:
     assert kinds == {"granted", "revoked", "raised", "lowered"}
     renamed = next(c for c in result.changes if c.attribute == "slug")
     assert any(renamed.object_uuid in ws.repositories for ws in org.workspaces.values())
+
+
+def test_explicit_truth_covers_every_source_and_group_membership() -> None:
+    org = generate_org("medium")
+    before = explicit_state(org)
+    result = apply_churn(org, rng=random.Random(4), rate=0.02)
+    assert result.explicit_changes == diff_explicit(before, explicit_state(org))
+    sources = {c.source for c in result.explicit_changes}
+    assert sources == {"direct", "group", "project", "membership"}
+    assert {c.change for c in result.explicit_changes if c.source == "direct"} >= {
+        "granted", "revoked", "raised", "lowered"
+    }  # fmt: skip
+    assert all(c.source in ("workspace", "effective", None) for c in result.changes)
+
+
+def test_large_has_the_reference_size() -> None:
+    org = generate_org("large")
+    spaces = list(org.workspaces.values())
+    assert len(spaces) == 5 and len(org.users) == 2002
+    assert sum(len(ws.repositories) for ws in spaces) == 10_000
+    assert sum(len(ws.groups) for ws in spaces) == 300
+    assert sum(len(ws.projects) for ws in spaces) == 500
+    assert 350_000 <= sum(len(ws.effective_permissions()) for ws in spaces) <= 450_000
+
+
+def test_unknown_preset_is_refused() -> None:
+    with pytest.raises(ValueError, match="huge"):
+        generate_org("gigantic")
