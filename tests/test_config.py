@@ -42,7 +42,9 @@ def test_bad_environment_is_refused_with_a_clear_message(env: dict[str, str], me
 
 
 def test_loopback_http_is_allowed() -> None:
-    settings = settings_from_env(db_path=DB, env={**BASIC, "BITBUCKET_API_URL": "http://127.0.0.1:7990/"})
+    settings = settings_from_env(
+        db_path=DB, env={**BASIC, "BITBUCKET_API_URL": "http://127.0.0.1:7990/"}
+    )
     assert settings.api_url == "http://127.0.0.1:7990"
 
 

@@ -130,13 +130,29 @@ def truth_key(change: TruthChange, project_keys: dict[str, str]) -> tuple[object
         attribute = "project"
         old = project_keys.get(old or "", old)
         new = project_keys.get(new or "", new)
-    return (change.change, change.object_type, change.object_uuid, change.subject_uuid,
-            change.source, attribute, old, new)
+    return (
+        change.change,
+        change.object_type,
+        change.object_uuid,
+        change.subject_uuid,
+        change.source,
+        attribute,
+        old,
+        new,
+    )
 
 
 def diff_key(row: dict[str, Any]) -> tuple[object, ...]:
-    return (row["change"], row["object_type"], row["object_uuid"], row["subject_uuid"],
-            row["source"], row["attribute"], row["old_value"], row["new_value"])
+    return (
+        row["change"],
+        row["object_type"],
+        row["object_uuid"],
+        row["subject_uuid"],
+        row["source"],
+        row["attribute"],
+        row["old_value"],
+        row["new_value"],
+    )
 
 
 def project_keys(org: Org) -> dict[str, str]:

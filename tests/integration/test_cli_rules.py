@@ -33,8 +33,13 @@ def test_every_command_has_help_and_a_place_in_the_readme() -> None:
 
 
 def test_python_dash_m_runs_the_cli() -> None:
-    result = subprocess.run([sys.executable, "-m", "exporter", "--help"], capture_output=True,
-                            text=True, cwd=ROOT, check=False)
+    result = subprocess.run(
+        [sys.executable, "-m", "exporter", "--help"],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        check=False,
+    )
     assert result.returncode == 0
     assert "snapshot" in result.stdout and "Exit codes" in result.stdout
 
@@ -99,11 +104,19 @@ def test_a_killed_run_leaves_the_database_as_it_was(
     assert cli("snapshot") == EXIT_OK
     before = cli.sql("SELECT * FROM access_at ORDER BY 1, 2, 3, 4, 5, 6, 7")
     simulator.faults.latency = 0.2  # slow enough to be killed in the middle
-    env = {**os.environ, "BITBUCKET_API_URL": simulator.base_url, "BITBUCKET_EMAIL": ADMIN_EMAIL,
-           "BITBUCKET_API_TOKEN": ADMIN_TOKEN}
-    process = subprocess.Popen([sys.executable, "-m", "exporter", "snapshot", "--db", str(cli.db)],
-                               env=env, cwd=ROOT, stdout=subprocess.DEVNULL,
-                               stderr=subprocess.DEVNULL)
+    env = {
+        **os.environ,
+        "BITBUCKET_API_URL": simulator.base_url,
+        "BITBUCKET_EMAIL": ADMIN_EMAIL,
+        "BITBUCKET_API_TOKEN": ADMIN_TOKEN,
+    }
+    process = subprocess.Popen(
+        [sys.executable, "-m", "exporter", "snapshot", "--db", str(cli.db)],
+        env=env,
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     try:
         for _ in range(600):  # wait (at most a minute) until it has staged something
             staged = cli.sql("SELECT count(*) FROM stage_grants")[0][0]
@@ -120,6 +133,9 @@ def test_a_killed_run_leaves_the_database_as_it_was(
     simulator.faults.latency = 0.0
     assert cli("snapshot") == EXIT_OK
     assert cli.sql("SELECT status FROM snapshots ORDER BY id") == [
-        ("complete",), ("aborted",), ("complete",)]
+        ("complete",),
+        ("aborted",),
+        ("complete",),
+    ]
     assert cli.sql("SELECT count(*) FROM stage_grants") == [(0,)]
     assert cli.diff_json()["changes"] == []

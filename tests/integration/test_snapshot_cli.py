@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import pytest
+
 from exporter.cli_output import EXIT_AUTH, EXIT_GAPS, EXIT_OK, EXIT_USAGE
-from exporter.simulator import MEMBER_EMAIL, MEMBER_TOKEN, ADMIN_TOKEN, Org, apply_churn
+from exporter.simulator import ADMIN_TOKEN, MEMBER_EMAIL, MEMBER_TOKEN, Org, apply_churn
 from tests.integration.conftest import (
     Cli,
     ThreadedSimulator,
@@ -12,8 +14,6 @@ from tests.integration.conftest import (
     project_keys,
     truth_key,
 )
-
-import pytest
 
 
 def test_diff_equals_the_churn_ground_truth_change_for_change(cli: Cli, org: Org) -> None:
@@ -32,17 +32,25 @@ def test_diff_equals_the_churn_ground_truth_change_for_change(cli: Cli, org: Org
     kinds = {c[0] for c in expected}
     assert {"granted", "revoked", "created", "deleted", "changed"} <= kinds
 
-    view = cli.sql("SELECT change, object_type, object_uuid, subject_uuid, source, attribute, "
-                   "old_value, new_value FROM access_changes WHERE snapshot_id = 2")
+    view = cli.sql(
+        "SELECT change, object_type, object_uuid, subject_uuid, source, attribute, "
+        "old_value, new_value FROM access_changes WHERE snapshot_id = 2"
+    )
     assert sorted(view) == expected
 
 
 def test_deleted_repository_grants_are_revoked_with_reason(cli: Cli, org: Org) -> None:
     assert cli("snapshot") == EXIT_OK
-    ws = org.workspace("acme") if "acme" in {w.slug for w in org.workspaces.values()} else next(
-        iter(org.workspaces.values()))
-    repo = next(r for r in ws.repositories.values()
-                if any(k[0] == r.uuid for k in ws.effective_permissions()))
+    ws = (
+        org.workspace("acme")
+        if "acme" in {w.slug for w in org.workspaces.values()}
+        else next(iter(org.workspaces.values()))
+    )
+    repo = next(
+        r
+        for r in ws.repositories.values()
+        if any(k[0] == r.uuid for k in ws.effective_permissions())
+    )
     ws.remove_repository(repo.uuid)
     assert cli("snapshot") == EXIT_OK
     rows = [r for r in cli.diff_json()["changes"] if r["object_uuid"] == repo.uuid]
@@ -73,23 +81,29 @@ def test_failed_page_fails_its_scope_and_the_run_goes_on(
     assert cli("snapshot") == EXIT_OK
     churn = apply_churn(org, rng=churn_rng(3), rate=0.05)
     slug = sorted(w.slug for w in org.workspaces.values())[0]
-    simulator.faults.add("malformed", path_prefix=f"/2.0/workspaces/{slug}/permissions/repositories",
-                         times=None)
+    simulator.faults.add(
+        "malformed", path_prefix=f"/2.0/workspaces/{slug}/permissions/repositories", times=None
+    )
     assert cli("snapshot") == EXIT_GAPS
     assert f"failed: /2.0/workspaces/{slug}/permissions/repositories" in cli.stdout
     assert "page 1" in cli.stdout
     failed = cli.diff_json()
     assert [u["label"] for u in failed["unverified"]] == [
-        f"/2.0/workspaces/{slug}/permissions/repositories"]
+        f"/2.0/workspaces/{slug}/permissions/repositories"
+    ]
     ws_uuid = org.workspace(slug).uuid
-    assert not [r for r in failed["changes"]
-                if r["source"] == "effective" and r["workspace"] == slug]
+    assert not [
+        r for r in failed["changes"] if r["source"] == "effective" and r["workspace"] == slug
+    ]
 
     # The next good night says what changed since the last night that saw it: nothing is lost.
     simulator.faults.clear()
     assert cli("snapshot") == EXIT_OK
     expected = sorted(truth_key(c, project_keys(org)) for c in churn.changes)
-    assert sorted(diff_key(r) for r in cli.diff_json("--from", "1", "--to", "3")["changes"]) == expected
+    assert (
+        sorted(diff_key(r) for r in cli.diff_json("--from", "1", "--to", "3")["changes"])
+        == expected
+    )
     assert ws_uuid
 
 

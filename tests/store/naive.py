@@ -7,8 +7,17 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-RANK = {"none": 0, "read": 1, "member": 1, "write": 2, "collaborator": 2, "create-repo": 3,
-        "create-project": 3, "admin": 4, "owner": 4}
+RANK = {
+    "none": 0,
+    "read": 1,
+    "member": 1,
+    "write": 2,
+    "collaborator": 2,
+    "create-repo": 3,
+    "create-project": 3,
+    "admin": 4,
+    "owner": 4,
+}
 
 Facts = dict[tuple[str, ...], tuple[object, ...]]
 
@@ -71,14 +80,17 @@ class NaiveStore:
         if not any(s <= a for s in self.ok_snapshots(scope.parent)):
             return False
         key = (scope.object_uuid or "",)
-        return key not in self.knowledge(a, scope.parent) and key in self.knowledge(
-            b, scope.parent
-        )
+        return key not in self.knowledge(a, scope.parent) and key in self.knowledge(b, scope.parent)
 
     @staticmethod
     def _compare(
-        name: str, scope: NaiveScope, key: tuple[str, ...], old: tuple[object, ...] | None,
-        new: tuple[object, ...] | None, first: bool, prior: bool,
+        name: str,
+        scope: NaiveScope,
+        key: tuple[str, ...],
+        old: tuple[object, ...] | None,
+        new: tuple[object, ...] | None,
+        first: bool,
+        prior: bool,
     ) -> set[tuple[object, ...]]:
         if old == new:
             return set()

@@ -39,7 +39,9 @@ CHILDREN = {
 SCOPES = {s.label: s for s in (REPO_LISTING, EFFECTIVE, ROLES, *CHILDREN.values())}
 
 repo_attrs = st.tuples(
-    st.sampled_from(["api", "web"]), st.sampled_from(["API", "Web"]), st.booleans(),
+    st.sampled_from(["api", "web"]),
+    st.sampled_from(["API", "Web"]),
+    st.booleans(),
     st.sampled_from([None, *PROJECTS]),
 )
 perm = st.sampled_from(["read", "write", "admin"])
@@ -70,7 +72,9 @@ night = st.builds(
 
 def records_of(n: Night, label: str) -> list[Any]:
     if label == REPO_LISTING.label:
-        return [ObjectRecord("repository", u, s, nm, p, par) for u, (s, nm, p, par) in n.repos.items()]
+        return [
+            ObjectRecord("repository", u, s, nm, p, par) for u, (s, nm, p, par) in n.repos.items()
+        ]
     if label == EFFECTIVE.label:
         return [GrantRecord("user", u, "repository", r, p) for (u, r), p in n.effective.items()]
     if label == ROLES.label:
@@ -103,19 +107,26 @@ def template_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 async def run_nights(path: Path, nights: list[Night]) -> NaiveStore:
-    naive = NaiveStore({
-        label: NaiveScope(label, label == REPO_LISTING.label,
-                          None if s.parent is None else s.parent.label,
-                          s.object_uuid if s.parent else None)
-        for label, s in SCOPES.items()
-    })
+    naive = NaiveStore(
+        {
+            label: NaiveScope(
+                label,
+                label == REPO_LISTING.label,
+                None if s.parent is None else s.parent.label,
+                s.object_uuid if s.parent else None,
+            )
+            for label, s in SCOPES.items()
+        }
+    )
     engine = await open_database(path)
     try:
         # Night 1 lists the projects, so that a repository's project has a readable key.
         setup = SnapshotWriter(engine, tool_version="test")
         await setup.begin()
         scope_id = await setup.scope_id(PROJECT_LISTING)
-        await setup.stage(scope_id, [ObjectRecord("project", u, k, k, True) for u, k in PROJECTS.items()])
+        await setup.stage(
+            scope_id, [ObjectRecord("project", u, k, k, True) for u, k in PROJECTS.items()]
+        )
         await setup.finish_scope(scope_id, "ok")
         await setup.complete(RunCounters())
         naive.complete.append(1)
@@ -149,31 +160,47 @@ async def run_nights(path: Path, nights: list[Night]) -> NaiveStore:
         await engine.dispose()
 
 
-async def real_diff(engine: AsyncEngine, a: int, b: int, sql: str = DIFF_SQL) -> set[tuple[object, ...]]:
+async def real_diff(
+    engine: AsyncEngine, a: int, b: int, sql: str = DIFF_SQL
+) -> set[tuple[object, ...]]:
     async with engine.connect() as conn:
         labels = {r[0]: r[1] for r in await conn.execute(text("SELECT id, label FROM scopes"))}
         rows = await conn.execute(text(sql), {"a": a, "b": b})
         return {
-            _as_naive(labels, dict(r._mapping)) for r in rows
+            _as_naive(labels, dict(r._mapping))
+            for r in rows
             if labels[r._mapping["scope_id"]] != PROJECT_LISTING.label
         }
 
 
 def _as_naive(labels: dict[int, str], row: dict[str, Any]) -> tuple[object, ...]:
-    key = (row["object_uuid"],) if row["subject_uuid"] is None else (
-        row["subject_uuid"], row["object_uuid"])
+    key = (
+        (row["object_uuid"],)
+        if row["subject_uuid"] is None
+        else (row["subject_uuid"], row["object_uuid"])
+    )
     if row["change"] in ("baseline", "created", "deleted"):
         return (labels[row["scope_id"]], key, row["change"], None, None, None)
-    return (labels[row["scope_id"]], key, row["change"], row["attribute"], row["old_value"],
-            row["new_value"])
+    return (
+        labels[row["scope_id"]],
+        key,
+        row["change"],
+        row["attribute"],
+        row["old_value"],
+        row["new_value"],
+    )
 
 
 async def real_knowledge(engine: AsyncEngine, at: int) -> dict[str, Facts]:
     async with engine.connect() as conn:
         out: dict[str, Facts] = {}
-        for r in await conn.execute(text(
-            "SELECT s.label, a.subject_uuid, a.object_uuid, a.permission FROM access_at a "
-            "JOIN scopes s ON s.id = a.scope_id WHERE a.snapshot_id = :s"), {"s": at}):
+        for r in await conn.execute(
+            text(
+                "SELECT s.label, a.subject_uuid, a.object_uuid, a.permission FROM access_at a "
+                "JOIN scopes s ON s.id = a.scope_id WHERE a.snapshot_id = :s"
+            ),
+            {"s": at},
+        ):
             out.setdefault(r[0], {})[(r[1], r[2])] = (r[3],)
         return out
 
@@ -199,8 +226,11 @@ async def check_against_naive(path: Path, nights: list[Night]) -> None:
         await engine.dispose()
 
 
-@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow,
-                                                                  HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=80,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
+)
 @given(nights=st.lists(night, min_size=1, max_size=5))
 def test_store_agrees_with_naive_model(template_db: Path, nights: list[Night]) -> None:
     with tempfile.TemporaryDirectory() as tmp:
