@@ -105,6 +105,23 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--churn", type=float, default=0.05, metavar="RATE",
                       help="share of the org changed per simulated day (default 0.05)")
     _verbosity(demo)
+
+    sim = commands.add_parser(
+        "simulate", help="serve a simulated Bitbucket Cloud on 127.0.0.1 until interrupted",
+        description="Serve a generated org like Bitbucket Cloud does (paging, fields, auth, "
+        "scopes, 410s, rate limit, faults) on 127.0.0.1, and print the base URL and credentials "
+        "to point bbaccess (or anything else) at it. Stop with Ctrl-C.",
+    )
+    sim.add_argument("--preset", choices=("small", "medium", "large", "huge"), default="small",
+                     help="size of the generated org (default small)")
+    sim.add_argument("--seed", type=int, default=1, help="seed of the generated org (default 1)")
+    sim.add_argument("--port", type=int, default=7990, help="port on 127.0.0.1 (default 7990; "
+                     "0 picks a free one)")
+    sim.add_argument("--latency", default="0", help="added to every answer: 100ms, 0.5s")
+    sim.add_argument("--rate-limit", metavar="N/UNIT",
+                     help="answer 429 past N requests per rolling window per credential: 1000/h")
+    sim.add_argument("--fault-rate", type=float, default=0.0, metavar="P",
+                     help="share of requests answered 500/502/503 (default 0)")
     return parser
 
 
@@ -146,6 +163,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "snapshots": command_snapshots,
         "diff": command_diff,
         "demo": command_demo,
+        "simulate": command_simulate,
     }[args.command]
     try:
         return handler(args)
@@ -219,3 +237,26 @@ def command_demo(args: argparse.Namespace) -> int:
     from exporter.demo import run_demo
 
     return asyncio.run(run_demo(db_path=args.db, seed=args.seed, churn_rate=args.churn))
+
+
+def command_simulate(args: argparse.Namespace) -> int:
+    from exporter.bitbucket import parse_rate
+    from exporter.simulator.serve import parse_latency, serve
+
+    if not 0 <= args.port <= 65535:
+        raise ConfigError(f"--port must be between 0 and 65535, not {args.port}")
+    try:
+        latency = parse_latency(args.latency)
+        rate_limit = None if args.rate_limit is None else parse_rate(args.rate_limit)
+        coroutine = serve(preset=args.preset, seed=args.seed, host="127.0.0.1", port=args.port,
+                          latency=latency, rate_limit=rate_limit, fault_rate=args.fault_rate,
+                          announce=print)
+    except ValueError as error:
+        raise ConfigError(str(error)) from None
+    try:
+        asyncio.run(coroutine)
+    except KeyboardInterrupt:
+        print("simulator stopped")
+    except OSError as error:
+        raise ConfigError(f"cannot listen on 127.0.0.1:{args.port}: {error.strerror}") from None
+    return EXIT_OK

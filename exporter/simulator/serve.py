@@ -31,19 +31,6 @@ def parse_latency(text: str) -> float:
     return float(match[1]) * _UNITS[match[2] or ""]
 
 
-def parse_rate_limit(text: str) -> tuple[int, float]:
-    """(requests, window seconds) from ``1000/h``, ``60/min``, ``10/30s``; ValueError otherwise."""
-    match = re.fullmatch(r"\s*(\d+)\s*/\s*(\d+(?:\.\d+)?)?\s*([a-z]+)\s*", text.lower())
-    if match is None or match[3] not in _WINDOWS or int(match[1]) < 1:
-        raise ValueError(
-            f"invalid rate limit {text!r}: write it like 1000/h (requests per s, min, h or day)"
-        )
-    window = float(match[2] or 1) * _WINDOWS[match[3]]
-    if window <= 0:
-        raise ValueError(f"invalid rate limit {text!r}: the window must be longer than 0")
-    return int(match[1]), window
-
-
 def fault_plan(*, seed: int, latency: float, fault_rate: float) -> FaultPlan:
     """Every request delayed by ``latency``; about ``fault_rate`` of them answered with a 5xx."""
     if not 0.0 <= fault_rate <= 1.0:

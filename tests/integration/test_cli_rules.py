@@ -19,7 +19,7 @@ from exporter.store.database import RunLock
 from tests.integration.conftest import Cli, ThreadedSimulator
 
 ROOT = Path(__file__).resolve().parents[2]
-COMMANDS = ("snapshot", "snapshots", "diff", "demo")
+COMMANDS = ("snapshot", "snapshots", "diff", "demo", "simulate")
 
 
 def test_every_command_has_help_and_a_place_in_the_readme() -> None:

@@ -9,7 +9,7 @@ import aiohttp
 import pytest
 
 from exporter.simulator import ADMIN_EMAIL, ADMIN_TOKEN
-from exporter.simulator.serve import fault_plan, parse_latency, parse_rate_limit, serve
+from exporter.simulator.serve import fault_plan, parse_latency, serve
 
 
 @pytest.mark.parametrize(
@@ -19,24 +19,10 @@ def test_parse_latency(text: str, seconds: float) -> None:
     assert parse_latency(text) == pytest.approx(seconds)
 
 
-@pytest.mark.parametrize(
-    ("text", "limit"),
-    [("1000/h", (1000, 3600.0)), ("60/min", (60, 60.0)), ("10/30s", (10, 30.0))],
-)
-def test_parse_rate_limit(text: str, limit: tuple[int, float]) -> None:
-    assert parse_rate_limit(text) == limit
-
-
 @pytest.mark.parametrize("text", ["100", "fast", "-5ms"])
 def test_bad_latency(text: str) -> None:
     with pytest.raises(ValueError, match="latency"):
         parse_latency(text)
-
-
-@pytest.mark.parametrize("text", ["1000", "0/h", "10/fortnight", "x/h"])
-def test_bad_rate_limit(text: str) -> None:
-    with pytest.raises(ValueError, match="rate limit"):
-        parse_rate_limit(text)
 
 
 def test_fault_rate_becomes_5xx_rules() -> None:
