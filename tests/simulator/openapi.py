@@ -14,10 +14,12 @@ from pathlib import Path
 from typing import Any
 
 import jsonschema
+import pytest
 from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT4
 
-SPEC_PATH = Path("/work/shared/bitbucket/openapi-v3.json")
+# shared/ lies beside the repository's folder, in development and in CI alike.
+SPEC_PATH = Path(__file__).resolve().parents[3] / "shared" / "bitbucket" / "openapi-v3.json"
 _URN = "urn:bitbucket-openapi"
 
 SPEC_GAPS = {
@@ -74,6 +76,10 @@ GROUPS_V1_SCHEMA: dict[str, Any] = {
 
 @cache
 def spec() -> dict[str, Any]:
+    if not SPEC_PATH.is_file():
+        pytest.skip(
+            f"Atlassian's OpenAPI document is not at {SPEC_PATH}: cannot validate against it"
+        )
     document: dict[str, Any] = json.loads(SPEC_PATH.read_text())
     return document
 
