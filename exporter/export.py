@@ -30,7 +30,9 @@ from exporter.crawl.fetchers import (
 )
 from exporter.crawl.records import ObjectRecord, Record, ScopeKind, ScopeRef, WorkspaceRef
 from exporter.errors import ExporterError, ForbiddenError, ScopeError, UnsafeUrlError
+from exporter.progress import Plan, plan_line, show_progress
 from exporter.store.database import RunLock, open_database
+from exporter.store.queries import last_complete_requests
 from exporter.store.writer import RunCounters, SnapshotSummary, SnapshotWriter
 
 log = logging.getLogger(__name__)
@@ -141,7 +143,10 @@ def counters_of(client: BitbucketClient) -> RunCounters:
 
 
 async def observe_all(
-    client: BitbucketClient, writer: SnapshotWriter, settings: Settings
+    client: BitbucketClient,
+    writer: SnapshotWriter,
+    settings: Settings,
+    previous: tuple[int, int] | None = None,
 ) -> tuple[list[ScopeReport], list[str]]:
     workspaces, unreachable = await discover(client, settings)
     log.info(
@@ -154,42 +159,36 @@ async def observe_all(
         readers = scope_pages(client, ws, known)
         for kind, scope in workspace_scopes(ws).items():
             jobs.append(observe_scope(writer, scope, readers[kind]))
-    limit, window = settings.rate
-    log.info(
-        "plan: %d listings, at least %d requests (one page each; more for large listings); "
-        "the budget allows %d requests per %.0f s",
-        len(jobs),
-        len(jobs),
-        limit,
-        window,
-    )
-    progress = asyncio.create_task(report_progress(client, len(jobs), settings.progress_every))
+    plan = Plan(len(jobs), *expected_requests(len(jobs), previous), rate=settings.rate)
+    log.info("%s", plan_line(plan))
+    finished: list[ScopeReport] = []
+
+    async def observed(job: Coroutine[Any, Any, ScopeReport]) -> ScopeReport:
+        report = await job
+        finished.append(report)
+        return report
+
+    def counts() -> tuple[int, int, float]:
+        return client.stats.requests, len(finished), client.stats.budget_wait_seconds
+
+    progress = asyncio.create_task(show_progress(plan, counts, every=settings.progress_every))
     try:
         async with asyncio.TaskGroup() as group:
-            tasks = [group.create_task(job) for job in jobs]
+            tasks = [group.create_task(observed(job)) for job in jobs]
     except ExceptionGroup as failure:
         raise _first_exporter_error(failure) from None
     finally:
         progress.cancel()
+        await asyncio.gather(progress, return_exceptions=True)
     return [task.result() for task in tasks], unreachable
 
 
-async def report_progress(client: BitbucketClient, listings: int, every: float) -> None:
-    """A log line every ``every`` seconds while the listings are read."""
-    started = time.monotonic()
-    while True:
-        await asyncio.sleep(every)
-        stats = client.stats
-        log.info(
-            "progress: %d requests in %.0f s, %d retries, %d throttled, %.0f s waited on the "
-            "rate budget (%d listings in all)",
-            stats.requests,
-            time.monotonic() - started,
-            stats.retries,
-            stats.throttled,
-            stats.budget_wait_seconds,
-            listings,
-        )
+def expected_requests(listings: int, previous: tuple[int, int] | None) -> tuple[int, str]:
+    """How many requests the run should take: as many as the last complete snapshot took, or,
+    on a first run, one page per listing (large listings add pages as their sizes show)."""
+    if previous is not None and previous[1] > 0:
+        return previous[1], f"as snapshot {previous[0]}"
+    return listings + 1, "one page per listing; more for large listings"
 
 
 def _first_exporter_error(group: BaseExceptionGroup[BaseException]) -> BaseException:
@@ -214,6 +213,8 @@ async def run_snapshot(
         engine = await open_database(settings.db_path)
         try:
             writer = SnapshotWriter(engine, tool_version=__version__)
+            async with engine.connect() as conn:
+                previous = await last_complete_requests(conn)
             snapshot_id = await writer.begin()
             log.info(
                 "snapshot %d started against %s as %s",
@@ -233,7 +234,7 @@ async def run_snapshot(
                     budget=RateBudget(*settings.rate, sleep=sleep),
                 )
                 try:
-                    scopes, unreachable = await observe_all(client, writer, settings)
+                    scopes, unreachable = await observe_all(client, writer, settings, previous)
                 except BaseException as error:
                     status = "failed" if isinstance(error, ExporterError) else "aborted"
                     await asyncio.shield(

@@ -75,6 +75,14 @@ async def list_snapshots(conn: AsyncConnection) -> list[SnapshotRow]:
     return [SnapshotRow(**dict(row._mapping)) for row in rows]
 
 
+async def last_complete_requests(conn: AsyncConnection) -> tuple[int, int] | None:
+    """(id, requests) of the newest complete snapshot, to estimate the next run."""
+    row = (await conn.execute(text(
+        "SELECT id, requests FROM snapshots WHERE status = 'complete' ORDER BY id DESC LIMIT 1"
+    ))).first()
+    return None if row is None else (int(row[0]), int(row[1]))
+
+
 async def complete_snapshot_ids(conn: AsyncConnection) -> list[int]:
     rows = await conn.execute(
         text("SELECT id FROM snapshots WHERE status = 'complete' ORDER BY id")

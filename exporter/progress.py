@@ -1,0 +1,109 @@
+"""What a run tells its user while it goes: the plan, then progress with an ETA.
+
+The arithmetic is pure (``budget_seconds``, ``eta_seconds``, the lines); ``show_progress`` is the
+loop that prints them: a bar redrawn every second on a terminal, a log line a minute otherwise.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TextIO
+
+log = logging.getLogger(__name__)
+
+BAR_WIDTH = 24
+
+
+@dataclass(frozen=True)
+class Plan:
+    listings: int
+    expected_requests: int
+    basis: str  # why we expect that many: "as snapshot 12", "one page per listing"
+    rate: tuple[int, float]  # the budget: requests per window seconds
+
+
+def budget_seconds(requests: int, rate: tuple[int, float]) -> float:
+    """The least time ``requests`` take under a rolling window of ``rate``: the first window's
+    worth go at once, each further ``limit`` needs another window."""
+    limit, window = rate
+    return max(0, requests - limit) * window / limit
+
+
+def eta_seconds(plan: Plan, done: int, elapsed: float) -> float:
+    """Seconds left: the slower of the pace so far and what the budget allows."""
+    remaining = max(plan.expected_requests - done, 0)
+    by_pace = remaining * elapsed / done if done else 0.0
+    by_budget = max(budget_seconds(done + remaining, plan.rate) - elapsed, 0.0)
+    return max(by_pace, by_budget)
+
+
+def duration(seconds: float) -> str:
+    seconds = round(seconds)
+    if seconds < 60:
+        return f"{seconds} s"
+    minutes, seconds = divmod(seconds, 60)
+    if minutes < 60:
+        return f"{minutes} min {seconds:02d} s"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours} h {minutes:02d} min"
+
+
+def plan_line(plan: Plan) -> str:
+    limit, window = plan.rate
+    return (
+        f"plan: {plan.listings} listings, about {plan.expected_requests} requests ({plan.basis}); "
+        f"at {limit} per {duration(window)} that takes at least "
+        f"{duration(budget_seconds(plan.expected_requests, plan.rate))}"
+    )
+
+
+def progress_line(
+    plan: Plan, *, done: int, listings_done: int, elapsed: float, waited: float, bar: bool = False
+) -> str:
+    share = min(done / plan.expected_requests, 1.0) if plan.expected_requests else 1.0
+    filled = round(share * BAR_WIDTH)
+    head = f"[{'#' * filled}{'.' * (BAR_WIDTH - filled)}] " if bar else "progress: "
+    return (
+        f"{head}{done}/~{plan.expected_requests} requests, {listings_done}/{plan.listings} "
+        f"listings, {duration(elapsed)} elapsed, {duration(waited)} waited on the budget, "
+        f"ETA {duration(eta_seconds(plan, done, elapsed))}"
+    )
+
+
+async def show_progress(
+    plan: Plan,
+    counts: Callable[[], tuple[int, int, float]],
+    *,
+    every: float = 60.0,
+    stream: TextIO | None = None,
+) -> None:
+    """Report ``counts()`` (requests done, listings done, seconds waited) until cancelled."""
+    out = sys.stderr if stream is None else stream
+    on_terminal = out.isatty()
+    started = time.monotonic()
+    try:
+        while True:
+            await asyncio.sleep(1.0 if on_terminal else every)
+            done, listings_done, waited = counts()
+            line = progress_line(
+                plan,
+                done=done,
+                listings_done=listings_done,
+                elapsed=time.monotonic() - started,
+                waited=waited,
+                bar=on_terminal,
+            )
+            if on_terminal:
+                out.write("\r" + line[:160].ljust(160))
+                out.flush()
+            else:
+                log.info("%s", line)
+    finally:
+        if on_terminal:
+            out.write("\r" + " " * 160 + "\r")
+            out.flush()
