@@ -55,16 +55,18 @@ def test_first_run_expects_one_page_per_listing() -> None:
 async def test_progress_is_logged_when_not_on_a_terminal(caplog: pytest.LogCaptureFixture) -> None:
     plan = Plan(5, 10, "as snapshot 1", HOURLY)
     calls = 0
+    three = asyncio.Event()
 
     def counts() -> tuple[int, int, float]:
         nonlocal calls
         calls += 1
+        if calls == 3:
+            three.set()
         return calls, 1, 0.0
 
     caplog.set_level(logging.INFO)
     task = asyncio.create_task(show_progress(plan, counts, every=0, stream=io.StringIO()))
-    while calls < 3:
-        await asyncio.sleep(0)
+    await asyncio.wait_for(three.wait(), timeout=10)
     task.cancel()
     await asyncio.gather(task, return_exceptions=True)
     assert any("progress: 2/~10 requests, 1/5 listings" in m for m in caplog.messages)
