@@ -228,8 +228,9 @@ def command_diff(args: argparse.Namespace) -> int:
         return EXIT_OK
     from exporter.diff_report import load_diff, print_diff
 
-    print_diff(asyncio.run(load_diff(args.db, args.from_ref, args.to_ref)),
-               fmt=args.format, baseline=args.baseline)
+    result = asyncio.run(load_diff(args.db, args.from_ref, args.to_ref,
+                                   with_baseline=args.baseline))
+    print_diff(result, fmt=args.format, baseline=args.baseline)
     return EXIT_OK
 
 

@@ -22,7 +22,9 @@ TABLE_COLUMNS = ("workspace", "change", "object_type", "object_name", "subject_n
                  "old_value", "new_value", "source", "reason")
 
 
-async def load_diff(db_path: Path, from_ref: str | None, to_ref: str | None) -> Diff:
+async def load_diff(
+    db_path: Path, from_ref: str | None, to_ref: str | None, *, with_baseline: bool = False
+) -> Diff:
     """The diff between two snapshot references (ids, dates or timestamps); defaults: the last
     two complete snapshots (or, with only one, everything it saw as baseline)."""
     engine = await open_database(db_path, create=False)
@@ -36,7 +38,7 @@ async def load_diff(db_path: Path, from_ref: str | None, to_ref: str | None) -> 
             elif to_ref is not None:
                 ids = [i for i in await complete_snapshot_ids(conn) if i < b]
                 a = ids[-1] if ids else 0
-            return await diff(conn, a, b)
+            return await diff(conn, a, b, with_baseline=with_baseline)
     finally:
         await engine.dispose()
 
@@ -49,7 +51,7 @@ def print_diff(result: Diff, *, fmt: str, baseline: bool, out: TextIO | None = N
             "from_snapshot_id": result.from_id,
             "to_snapshot_id": result.to_id,
             "changes": result.changes,
-            "baseline_count": len(result.baseline),
+            "baseline_count": result.baseline_count,
             "unverified": [vars(u) for u in result.unverified],
         }
         if baseline:
@@ -63,8 +65,8 @@ def print_diff(result: Diff, *, fmt: str, baseline: bool, out: TextIO | None = N
     print(f"Changes from {start} to snapshot {result.to_id}: {len(result.changes)}", file=out)
     if rows:
         print(table(rows, TABLE_COLUMNS), file=out)
-    if result.baseline and not baseline:
-        print(f"{len(result.baseline)} facts seen for the first time (baseline, not changes); "
+    if result.baseline_count and not baseline:
+        print(f"{result.baseline_count} facts seen for the first time (baseline, not changes); "
               "--baseline lists them", file=out)
     if result.unverified:
         print(f"{len(result.unverified)} scopes not observed in between, so nothing is claimed "

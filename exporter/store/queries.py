@@ -66,7 +66,8 @@ class Diff:
     from_id: int
     to_id: int
     changes: list[dict[str, Any]]
-    baseline: list[dict[str, Any]]
+    baseline: list[dict[str, Any]]  # listed only when asked for
+    baseline_count: int
     unverified: list[UnverifiedScope]
 
 
@@ -143,15 +144,30 @@ async def default_pair(conn: AsyncConnection) -> tuple[int, int]:
     return ids[-2], ids[-1]
 
 
-async def diff(conn: AsyncConnection, a: int, b: int) -> Diff:
-    """What changed from snapshot ``a`` to snapshot ``b`` (``a`` = 0: from nothing)."""
+#: The diff without its baseline rows, and the count of those (a first snapshot has one per fact).
+CHANGES_ONLY_SQL = f"SELECT * FROM ({DIFF_SQL}) WHERE change <> 'baseline'"
+BASELINE_SQL = f"SELECT * FROM ({DIFF_SQL}) WHERE change = 'baseline'"
+BASELINE_COUNT_SQL = f"SELECT count(*) FROM ({DIFF_SQL}) WHERE change = 'baseline'"
+
+
+async def diff(conn: AsyncConnection, a: int, b: int, *, with_baseline: bool = False) -> Diff:
+    """What changed from snapshot ``a`` to snapshot ``b`` (``a`` = 0: from nothing).
+
+    Baseline rows are counted; they are listed only ``with_baseline``.
+    """
     if a > b:
         raise ConfigError(f"--from ({a}) is after --to ({b}); swap them")
-    rows = [dict(r._mapping) for r in await conn.execute(text(DIFF_SQL), {"a": a, "b": b})]
-    rows.sort(key=_change_sort_key)
-    changes = [r for r in rows if r["change"] != "baseline"]
-    baseline = [r for r in rows if r["change"] == "baseline"]
-    return Diff(a, b, changes, baseline, await unverified_scopes(conn, a, b))
+    params = {"a": a, "b": b}
+    changes = [dict(r._mapping) for r in await conn.execute(text(CHANGES_ONLY_SQL), params)]
+    changes.sort(key=_change_sort_key)
+    if with_baseline:
+        baseline = [dict(r._mapping) for r in await conn.execute(text(BASELINE_SQL), params)]
+        baseline.sort(key=_change_sort_key)
+        count = len(baseline)
+    else:
+        baseline = []
+        count = int((await conn.execute(text(BASELINE_COUNT_SQL), params)).scalar_one())
+    return Diff(a, b, changes, baseline, count, await unverified_scopes(conn, a, b))
 
 
 def _change_sort_key(row: dict[str, Any]) -> tuple[Any, ...]:

@@ -135,12 +135,6 @@ grant_changes AS (
                 WHEN {rank_new} > {rank_old} THEN 'raised'
                 WHEN {rank_new} < {rank_old} THEN 'lowered'
                 ELSE 'changed' END AS change,
-           (SELECT oe.change || ' ' || coalesce(nv.object_type, ov.object_type)
-              FROM object_events oe
-              LEFT JOIN objects ov ON ov.id = oe.old_id
-              LEFT JOIN objects nv ON nv.id = oe.new_id
-             WHERE oe.b = gp.b AND oe.uuid = gp.object_uuid
-               AND oe.change IN ('created', 'deleted')) AS object_event,
            {source} AS source
       FROM grant_pairs gp JOIN scopes s ON s.id = gp.scope_id),
 workspaces AS (SELECT uuid, label FROM object_labels WHERE object_type = 'workspace')
@@ -177,9 +171,11 @@ SELECT c.b, (SELECT sn.finished_at FROM snapshots sn WHERE sn.id = c.b), c.a,
        c.old_value,
        c.new_value,
        c.source,
-       CASE WHEN c.change = 'revoked' AND c.object_event LIKE 'deleted %' THEN c.object_event
-            WHEN c.change IN ('granted', 'baseline') AND c.object_event LIKE 'created %'
-            THEN c.object_event END,
+       CASE WHEN c.change IN ('revoked', 'granted') THEN
+            (SELECT oe.change || ' ' || c.object_type FROM object_events oe
+              WHERE oe.b = c.b AND oe.uuid = c.object_uuid
+                AND oe.change = CASE c.change WHEN 'revoked' THEN 'deleted'
+                                              ELSE 'created' END) END,
        c.subject_uuid,
        c.object_uuid,
        c.scope_id

@@ -317,12 +317,6 @@ grant_changes AS (
     WHEN 'create-repo' THEN 3 WHEN 'create-project' THEN 3
     WHEN 'admin' THEN 4 WHEN 'owner' THEN 4 END THEN 'lowered'
                 ELSE 'changed' END AS change,
-           (SELECT oe.change || ' ' || coalesce(nv.object_type, ov.object_type)
-              FROM object_events oe
-              LEFT JOIN objects ov ON ov.id = oe.old_id
-              LEFT JOIN objects nv ON nv.id = oe.new_id
-             WHERE oe.b = gp.b AND oe.uuid = gp.object_uuid
-               AND oe.change IN ('created', 'deleted')) AS object_event,
            CASE s.kind
     WHEN 'workspace_roles' THEN 'workspace'
     WHEN 'repository_permissions' THEN 'effective'
@@ -362,9 +356,11 @@ SELECT c.b, (SELECT sn.finished_at FROM snapshots sn WHERE sn.id = c.b), c.a,
        c.old_value,
        c.new_value,
        c.source,
-       CASE WHEN c.change = 'revoked' AND c.object_event LIKE 'deleted %' THEN c.object_event
-            WHEN c.change IN ('granted', 'baseline') AND c.object_event LIKE 'created %'
-            THEN c.object_event END,
+       CASE WHEN c.change IN ('revoked', 'granted') THEN
+            (SELECT oe.change || ' ' || c.object_type FROM object_events oe
+              WHERE oe.b = c.b AND oe.uuid = c.object_uuid
+                AND oe.change = CASE c.change WHEN 'revoked' THEN 'deleted'
+                                              ELSE 'created' END) END,
        c.subject_uuid,
        c.object_uuid,
        c.scope_id
