@@ -6,10 +6,12 @@ The only place that calls ``asyncio.run``, configures logging and chooses exit c
 code  meaning
 ====  ==========================================================================
 0     complete: every scope was read
+1     internal error (a defect: please report it)
 2     configuration or usage error (bad flag, missing credential, unusable database)
 3     authentication error: the API refused the credential
 4     complete with gaps: some scopes were forbidden, failed or skipped
 5     the run failed before it could complete (nothing was merged)
+130   interrupted (Ctrl-C); nothing of the run was merged
 ====  ==========================================================================
 """
 
@@ -24,7 +26,14 @@ from pathlib import Path
 from typing import Any
 
 from exporter import __version__
-from exporter.cli_output import EXIT_AUTH, EXIT_FAILED, EXIT_OK, EXIT_USAGE
+from exporter.cli_output import (
+    EXIT_AUTH,
+    EXIT_FAILED,
+    EXIT_INTERNAL,
+    EXIT_INTERRUPTED,
+    EXIT_OK,
+    EXIT_USAGE,
+)
 from exporter.errors import (
     ApiError,
     AuthenticationError,
@@ -46,8 +55,9 @@ def build_parser() -> argparse.ArgumentParser:
         prog="bbaccess",
         description="Record who can reach what in Bitbucket Cloud in a SQLite database, and say "
         "exactly what changed between any two snapshots.",
-        epilog="Exit codes: 0 complete, 2 configuration or usage error, 3 authentication error, "
-        "4 complete with gaps, 5 run failed. See README.md.",
+        epilog="Exit codes: 0 complete, 1 internal error, 2 configuration or usage error, "
+        "3 authentication error, 4 complete with gaps, 5 run failed, 130 interrupted. "
+        "See README.md.",
     )
     parser.add_argument("--version", action="version", version=f"bbaccess {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
@@ -181,7 +191,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_FAILED
     except KeyboardInterrupt:
         print("bbaccess: interrupted; nothing of this run was merged", file=sys.stderr)
-        return 130
+        return EXIT_INTERRUPTED
+    except Exception as error:  # a defect: one line, not a traceback (-v shows the traceback)
+        log.debug("internal error", exc_info=True)
+        print(f"bbaccess: internal error ({type(error).__name__}: {error}); "
+              "run again with -v for details and please report it", file=sys.stderr)
+        return EXIT_INTERNAL
 
 
 def command_snapshot(args: argparse.Namespace) -> int:

@@ -5,10 +5,12 @@ from __future__ import annotations
 from exporter.export import RunResult
 
 EXIT_OK = 0
+EXIT_INTERNAL = 1
 EXIT_USAGE = 2
 EXIT_AUTH = 3
 EXIT_GAPS = 4
 EXIT_FAILED = 5
+EXIT_INTERRUPTED = 130
 
 
 def report_run(result: RunResult) -> int:

@@ -64,8 +64,9 @@ def auth_from_env(env: Mapping[str, str]) -> Auth:
         return BearerAuth(bearer)
     if email and token:
         if "@" not in email:
-            raise ConfigError(
-                f"BITBUCKET_EMAIL must be the Atlassian account's email address, not {email!r}"
+            raise ConfigError(  # the value is not shown: it may be a token set by mistake
+                "BITBUCKET_EMAIL must be the Atlassian account's email address (it has no '@'); "
+                "is it swapped with BITBUCKET_API_TOKEN?"
             )
         return BasicAuth(email, token)
     if email or token:

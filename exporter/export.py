@@ -31,8 +31,8 @@ from exporter.crawl.fetchers import (
 from exporter.crawl.records import ObjectRecord, Record, ScopeKind, ScopeRef, WorkspaceRef
 from exporter.errors import ExporterError, ForbiddenError, ScopeError, UnsafeUrlError
 from exporter.progress import Plan, plan_line, show_progress
-from exporter.store.database import RunLock, open_database
-from exporter.store.queries import last_complete_requests
+from exporter.store.database import RunLock, check_database_path, open_database
+from exporter.store.queries import known_workspaces, last_complete_requests
 from exporter.store.writer import RunCounters, SnapshotSummary, SnapshotWriter
 
 log = logging.getLogger(__name__)
@@ -119,7 +119,7 @@ async def discover(
     """The workspaces to read: those named on the command line, or every one the credential sees."""
     if not settings.workspaces:
         return [(ws, None) for ws in await list_workspaces(client)], []
-    found: list[tuple[WorkspaceRef, ObjectRecord | None]] = []
+    found: dict[str, tuple[WorkspaceRef, ObjectRecord | None]] = {}
     unreachable: list[str] = []
     for slug in settings.workspaces:
         try:
@@ -127,8 +127,29 @@ async def discover(
         except ForbiddenError as error:
             unreachable.append(f"workspace {slug!r} is not visible to this credential ({error})")
             continue
-        found.append((WorkspaceRef(record.uuid, record.slug), record))
-    return found, unreachable
+        except (ScopeError, UnsafeUrlError) as error:
+            unreachable.append(f"workspace {slug!r} could not be read ({error})")
+            continue
+        # The same workspace named twice (by slug and by {uuid}) is read once.
+        found.setdefault(record.uuid, (WorkspaceRef(record.uuid, record.slug), record))
+    return list(found.values()), unreachable
+
+
+async def observe_vanished(
+    writer: SnapshotWriter, known: list[WorkspaceRef], seen: set[str]
+) -> list[ScopeReport]:
+    """Workspaces read before that the credential no longer lists: their scopes are recorded as
+    forbidden this time, so that nothing about them is claimed and the run reports the gap."""
+    reports = []
+    for ws in known:
+        if ws.uuid in seen:
+            continue
+        detail = f"workspace {ws.slug!r} is no longer listed by /2.0/user/workspaces"
+        log.warning("%s", detail)
+        for scope in workspace_scopes(ws).values():
+            await writer.finish_scope(await writer.scope_id(scope), "forbidden", detail)
+            reports.append(ScopeReport(scope.label, "forbidden", 0, detail))
+    return reports
 
 
 def counters_of(client: BitbucketClient) -> RunCounters:
@@ -147,16 +168,20 @@ async def observe_all(
     writer: SnapshotWriter,
     settings: Settings,
     previous: tuple[int, int] | None = None,
+    known: list[WorkspaceRef] | None = None,
 ) -> tuple[list[ScopeReport], list[str]]:
     workspaces, unreachable = await discover(client, settings)
+    vanished: list[ScopeReport] = []
+    if not settings.workspaces and known:
+        vanished = await observe_vanished(writer, known, {ws.uuid for ws, _ in workspaces})
     log.info(
         "reading %d workspace(s): %s",
         len(workspaces),
         ", ".join(ws.slug for ws, _ in workspaces) or "none",
     )
     jobs: list[Coroutine[Any, Any, ScopeReport]] = []
-    for ws, known in workspaces:
-        readers = scope_pages(client, ws, known)
+    for ws, record in workspaces:
+        readers = scope_pages(client, ws, record)
         for kind, scope in workspace_scopes(ws).items():
             jobs.append(observe_scope(writer, scope, readers[kind]))
     plan = Plan(len(jobs), *expected_requests(len(jobs), previous), rate=settings.rate)
@@ -180,7 +205,7 @@ async def observe_all(
     finally:
         progress.cancel()
         await asyncio.gather(progress, return_exceptions=True)
-    return [task.result() for task in tasks], unreachable
+    return [task.result() for task in tasks] + vanished, unreachable
 
 
 def expected_requests(listings: int, previous: tuple[int, int] | None) -> tuple[int, str]:
@@ -192,12 +217,16 @@ def expected_requests(listings: int, previous: tuple[int, int] | None) -> tuple[
 
 
 def _first_exporter_error(group: BaseExceptionGroup[BaseException]) -> BaseException:
-    for error in group.exceptions:
+    """The error to report for a failed group of fetchers: ours if there is one."""
+    leaves: list[BaseException] = []
+    pending: list[BaseException] = [group]
+    while pending:
+        error = pending.pop(0)
         if isinstance(error, BaseExceptionGroup):
-            return _first_exporter_error(error)
-        if isinstance(error, ExporterError):
-            return error
-    return group
+            pending.extend(error.exceptions)
+        else:
+            leaves.append(error)
+    return next((e for e in leaves if isinstance(e, ExporterError)), leaves[0])
 
 
 async def run_snapshot(
@@ -206,6 +235,7 @@ async def run_snapshot(
     sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
 ) -> RunResult:
     """Take one snapshot into ``settings.db_path``; one run at a time per database."""
+    check_database_path(settings.db_path)
     lock = RunLock(settings.db_path)
     lock.acquire()
     started = time.monotonic()
@@ -215,6 +245,7 @@ async def run_snapshot(
             writer = SnapshotWriter(engine, tool_version=__version__)
             async with engine.connect() as conn:
                 previous = await last_complete_requests(conn)
+                known = [WorkspaceRef(uuid, slug) for uuid, slug in await known_workspaces(conn)]
             snapshot_id = await writer.begin()
             log.info(
                 "snapshot %d started against %s as %s",
@@ -234,7 +265,9 @@ async def run_snapshot(
                     budget=RateBudget(*settings.rate, sleep=sleep),
                 )
                 try:
-                    scopes, unreachable = await observe_all(client, writer, settings, previous)
+                    scopes, unreachable = await observe_all(
+                        client, writer, settings, previous, known
+                    )
                 except BaseException as error:
                     status = "failed" if isinstance(error, ExporterError) else "aborted"
                     await asyncio.shield(

@@ -66,3 +66,10 @@ def test_bad_options_are_refused(options: dict[str, object], message: str) -> No
 def test_rate_is_parsed_into_a_budget() -> None:
     assert settings_from_env(db_path=DB, env=BASIC, rate="100/10m").rate == (100, 600.0)
     assert settings_from_env(db_path=DB, env=BASIC).rate == (900, 3600.0)
+
+
+def test_a_swapped_email_is_not_echoed() -> None:
+    env = {"BITBUCKET_EMAIL": "ATATT3xSecretToken", "BITBUCKET_API_TOKEN": "ana@example.com"}
+    with pytest.raises(ConfigError, match="swapped") as refused:
+        settings_from_env(db_path=DB, env=env)
+    assert "ATATT3xSecretToken" not in str(refused.value)

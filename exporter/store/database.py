@@ -18,6 +18,7 @@ from alembic.script import ScriptDirectory
 from alembic.util.exc import CommandError
 from sqlalchemy import event, text
 from sqlalchemy.engine import Connection
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from exporter.errors import DatabaseError, SnapshotRunningError
@@ -85,19 +86,29 @@ def _upgrade(connection: Connection, path: Path) -> None:
         command.upgrade(config, "head")
 
 
+def check_database_path(path: Path, *, create: bool = True) -> None:
+    """Refuse, with a message saying what to do, a path that cannot be a database."""
+    if path.is_dir():
+        raise DatabaseError(f"{path} is a folder; --db takes the path of a database file")
+    if not create and not path.exists():
+        raise DatabaseError(f"no database at {path}: run 'bbaccess snapshot --db {path}' first")
+    if not path.parent.is_dir():
+        raise DatabaseError(f"the folder {path.parent} does not exist; create it or choose another")
+
+
 async def open_database(path: Path, *, create: bool = True) -> AsyncEngine:
     """An engine on ``path`` whose schema is at this version's head.
 
     With ``create=False`` a missing file is an error (the read-only commands).
     """
-    if not create and not path.exists():
-        raise DatabaseError(f"no database at {path}: run 'bbaccess snapshot --db {path}' first")
-    if path.parent and not path.parent.exists():
-        raise DatabaseError(f"the folder {path.parent} does not exist")
+    check_database_path(path, create=create)
     engine = create_engine_for(path)
     try:
         async with engine.begin() as connection:
             await connection.run_sync(_upgrade, path)
+    except DBAPIError as error:
+        await engine.dispose()
+        raise DatabaseError(f"{path} cannot be used as a bbaccess database: {error.orig}") from None
     except BaseException:
         await engine.dispose()
         raise
@@ -112,7 +123,9 @@ class RunLock:
 
     def __init__(self, db_path: Path) -> None:
         self.db_path = db_path
-        self.path = db_path.with_name(db_path.name + ".lock")
+        # Resolved, so that a link to the database takes the same lock as the database itself.
+        resolved = db_path.resolve()
+        self.path = resolved.with_name(resolved.name + ".lock")
         self._fd: int | None = None
 
     def acquire(self) -> None:

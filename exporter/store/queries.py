@@ -18,14 +18,36 @@ from exporter.errors import ConfigError
 from exporter.store.sql import DIFF_SQL
 
 CHANGE_COLUMNS = (
-    "snapshot_id", "snapshot_at", "from_snapshot_id", "workspace", "object_type", "object_name",
-    "subject_type", "subject_name", "change", "attribute", "old_value", "new_value", "source",
-    "reason", "subject_uuid", "object_uuid", "scope_id",
+    "snapshot_id",
+    "snapshot_at",
+    "from_snapshot_id",
+    "workspace",
+    "object_type",
+    "object_name",
+    "subject_type",
+    "subject_name",
+    "change",
+    "attribute",
+    "old_value",
+    "new_value",
+    "source",
+    "reason",
+    "subject_uuid",
+    "object_uuid",
+    "scope_id",
 )
 
 #: Order of the change log: the most telling first.
-CHANGE_ORDER = ("granted", "raised", "revoked", "lowered", "changed", "created", "deleted",
-                "baseline")
+CHANGE_ORDER = (
+    "granted",
+    "raised",
+    "revoked",
+    "lowered",
+    "changed",
+    "created",
+    "deleted",
+    "baseline",
+)
 
 
 @dataclass(frozen=True)
@@ -78,10 +100,26 @@ async def list_snapshots(conn: AsyncConnection) -> list[SnapshotRow]:
 
 async def last_complete_requests(conn: AsyncConnection) -> tuple[int, int] | None:
     """(id, requests) of the newest complete snapshot, to estimate the next run."""
-    row = (await conn.execute(text(
-        "SELECT id, requests FROM snapshots WHERE status = 'complete' ORDER BY id DESC LIMIT 1"
-    ))).first()
+    row = (
+        await conn.execute(
+            text(
+                "SELECT id, requests FROM snapshots WHERE status = 'complete' "
+                "ORDER BY id DESC LIMIT 1"
+            )
+        )
+    ).first()
     return None if row is None else (int(row[0]), int(row[1]))
+
+
+async def known_workspaces(conn: AsyncConnection) -> list[tuple[str, str]]:
+    """(uuid, slug) of every workspace an earlier complete snapshot observed ok."""
+    rows = await conn.execute(
+        text(
+            "SELECT o.uuid, o.slug FROM objects o JOIN scopes s ON s.id = o.scope_id "
+            "WHERE s.kind = 'workspace' AND o.valid_to IS NULL ORDER BY o.slug"
+        )
+    )
+    return [(str(r[0]), str(r[1])) for r in rows]
 
 
 async def complete_snapshot_ids(conn: AsyncConnection) -> list[int]:
@@ -111,9 +149,9 @@ def parse_moment(ref: str) -> datetime:
 async def resolve_snapshot(conn: AsyncConnection, ref: str) -> int:
     """A snapshot id, or the last complete snapshot started at or before a date or timestamp."""
     if ref.isdigit():
-        row = (await conn.execute(
-            text("SELECT status FROM snapshots WHERE id = :i"), {"i": int(ref)}
-        )).first()
+        row = (
+            await conn.execute(text("SELECT status FROM snapshots WHERE id = :i"), {"i": int(ref)})
+        ).first()
         if row is None:
             raise ConfigError(f"there is no snapshot {ref}; 'bbaccess snapshots' lists them")
         if row[0] != "complete":
@@ -172,8 +210,11 @@ async def diff(conn: AsyncConnection, a: int, b: int, *, with_baseline: bool = F
 
 def _change_sort_key(row: dict[str, Any]) -> tuple[Any, ...]:
     return (
-        row["workspace"] or "", CHANGE_ORDER.index(row["change"]), row["object_name"] or "",
-        row["subject_name"] or "", row["attribute"] or "",
+        row["workspace"] or "",
+        CHANGE_ORDER.index(row["change"]),
+        row["object_name"] or "",
+        row["subject_name"] or "",
+        row["attribute"] or "",
     )
 
 

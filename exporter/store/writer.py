@@ -19,6 +19,7 @@ from sqlalchemy import insert, select, text, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from exporter.crawl.records import GrantRecord, ObjectRecord, Record, ScopeRef, UserRecord
+from exporter.errors import DatabaseError
 from exporter.store import schema
 
 log = logging.getLogger(__name__)
@@ -142,16 +143,21 @@ class SnapshotWriter:
         self._scope_ids: dict[tuple[str, str], int] = {}
         # Fetchers run concurrently; SQLite takes one writer at a time, so writes queue here.
         self._write_lock = asyncio.Lock()
+        self._finished: set[int] = set()
         self.snapshot_id = 0
 
     async def begin(self) -> int:
         """Mark dead runs aborted, drop what they staged, and open a ``running`` snapshot."""
         async with self._engine.begin() as conn:
             dead = (
-                await conn.execute(
-                    select(schema.snapshots.c.id).where(schema.snapshots.c.status == "running")
+                (
+                    await conn.execute(
+                        select(schema.snapshots.c.id).where(schema.snapshots.c.status == "running")
+                    )
                 )
-            ).scalars().all()
+                .scalars()
+                .all()
+            )
             for snapshot_id in dead:
                 log.warning("snapshot %d did not finish; marking it aborted", snapshot_id)
                 await self._drop_staged(conn, snapshot_id)
@@ -210,24 +216,40 @@ class SnapshotWriter:
         objects, grants, users = [], [], []
         for record in records:
             if isinstance(record, ObjectRecord):
-                objects.append({
-                    "snapshot_id": self.snapshot_id, "scope_id": scope_id, "uuid": record.uuid,
-                    "object_type": record.object_type, "slug": record.slug, "name": record.name,
-                    "is_private": record.is_private, "parent_uuid": record.parent_uuid,
-                })
+                objects.append(
+                    {
+                        "snapshot_id": self.snapshot_id,
+                        "scope_id": scope_id,
+                        "uuid": record.uuid,
+                        "object_type": record.object_type,
+                        "slug": record.slug,
+                        "name": record.name,
+                        "is_private": record.is_private,
+                        "parent_uuid": record.parent_uuid,
+                    }
+                )
             elif isinstance(record, GrantRecord):
-                grants.append({
-                    "snapshot_id": self.snapshot_id, "scope_id": scope_id,
-                    "subject_type": record.subject_type, "subject_uuid": record.subject_uuid,
-                    "object_type": record.object_type, "object_uuid": record.object_uuid,
-                    "permission": record.permission,
-                })
+                grants.append(
+                    {
+                        "snapshot_id": self.snapshot_id,
+                        "scope_id": scope_id,
+                        "subject_type": record.subject_type,
+                        "subject_uuid": record.subject_uuid,
+                        "object_type": record.object_type,
+                        "object_uuid": record.object_uuid,
+                        "permission": record.permission,
+                    }
+                )
             elif isinstance(record, UserRecord):
-                users.append({
-                    "snapshot_id": self.snapshot_id, "uuid": record.uuid,
-                    "display_name": record.display_name, "nickname": record.nickname,
-                    "account_id": record.account_id,
-                })
+                users.append(
+                    {
+                        "snapshot_id": self.snapshot_id,
+                        "uuid": record.uuid,
+                        "display_name": record.display_name,
+                        "nickname": record.nickname,
+                        "account_id": record.account_id,
+                    }
+                )
         async with self._write_lock, self._engine.begin() as conn:
             for table, rows in (
                 (schema.stage_objects, objects),
@@ -241,6 +263,10 @@ class SnapshotWriter:
         """Record how the scope's observation ended. Only ``ok`` keeps what was staged."""
         if outcome not in OUTCOMES:
             raise ValueError(f"unknown outcome {outcome!r}")
+        if scope_id in self._finished:
+            # Two readers of one scope would mix their pages: a bug, never a merge.
+            raise RuntimeError(f"scope {scope_id} was already finished in this snapshot")
+        self._finished.add(scope_id)
         async with self._write_lock, self._engine.begin() as conn:
             if outcome != "ok":
                 for table in (schema.stage_objects, schema.stage_grants):
@@ -253,7 +279,9 @@ class SnapshotWriter:
                 insert(schema.stage_observations)
                 .prefix_with("OR REPLACE")
                 .values(
-                    snapshot_id=self.snapshot_id, scope_id=scope_id, outcome=outcome,
+                    snapshot_id=self.snapshot_id,
+                    scope_id=scope_id,
+                    outcome=outcome,
                     detail=detail,
                 )
             )
@@ -262,6 +290,7 @@ class SnapshotWriter:
         """Merge everything staged into the fact tables, in one transaction."""
         s = self.snapshot_id
         async with self._engine.begin() as conn:
+            await self._claim(conn)
             for statement in MERGE_STATEMENTS:
                 await conn.execute(text(statement), {"s": s})
             outcomes = await self._outcomes(conn)
@@ -269,7 +298,9 @@ class SnapshotWriter:
                 update(schema.snapshots)
                 .where(schema.snapshots.c.id == s)
                 .values(
-                    status="complete", finished_at=self._clock(), **_counter_values(counters),
+                    status="complete",
+                    finished_at=self._clock(),
+                    **_counter_values(counters),
                     **{f"scopes_{o}": outcomes.get(o, 0) for o in OUTCOMES},
                 )
             )
@@ -279,18 +310,38 @@ class SnapshotWriter:
     async def fail(self, message: str, counters: RunCounters, *, status: str = "failed") -> None:
         """End the snapshot without merging anything: facts stay as they were."""
         async with self._engine.begin() as conn:
+            await self._claim(conn)
             await conn.execute(
                 update(schema.snapshots)
                 .where(schema.snapshots.c.id == self.snapshot_id)
-                .values(status=status, finished_at=self._clock(), message=message,
-                        **_counter_values(counters))
+                .values(
+                    status=status,
+                    finished_at=self._clock(),
+                    message=message,
+                    **_counter_values(counters),
+                )
             )
             await self._drop_staged(conn, self.snapshot_id)
 
+    async def _claim(self, conn: AsyncConnection) -> None:
+        """Make sure this snapshot is still ``running``: another run may have marked it aborted
+        (and dropped what it staged), and then nothing of it may be merged."""
+        status = (
+            await conn.execute(
+                select(schema.snapshots.c.status).where(schema.snapshots.c.id == self.snapshot_id)
+            )
+        ).scalar_one_or_none()
+        if status != "running":
+            raise DatabaseError(
+                f"snapshot {self.snapshot_id} is {status or 'gone'}, not running: another run "
+                "took over the database, so nothing of this one was merged"
+            )
+
     async def _outcomes(self, conn: AsyncConnection) -> dict[str, int]:
         rows = await conn.execute(
-            text("SELECT outcome, count(*) FROM observations WHERE snapshot_id = :s "
-                 "GROUP BY outcome"),
+            text(
+                "SELECT outcome, count(*) FROM observations WHERE snapshot_id = :s GROUP BY outcome"
+            ),
             {"s": self.snapshot_id},
         )
         return {str(outcome): int(count) for outcome, count in rows}

@@ -63,6 +63,24 @@ def test_a_database_from_a_newer_version_is_refused(cli: Cli) -> None:
     assert "newer bbaccess" in cli.stderr and "9999_future" in cli.stderr
 
 
+@pytest.mark.parametrize("where", ["folder", "missing-folder", "not-sqlite"])
+def test_an_unusable_database_path_is_a_clear_usage_error(
+    cli: Cli, tmp_path: Path, where: str
+) -> None:
+    path = {
+        "folder": tmp_path,
+        "missing-folder": tmp_path / "nope" / "x.db",
+        "not-sqlite": tmp_path / "notes.txt",
+    }[where]
+    if where == "not-sqlite":
+        path.write_text("these are my notes, not a database\n" * 100)
+    for command in ("snapshot", "snapshots", "diff"):
+        code = Cli(path)(command)
+        assert code == EXIT_USAGE, (command, where)
+    if where == "not-sqlite":
+        assert path.read_text().startswith("these are my notes")
+
+
 def test_read_commands_need_an_existing_database(tmp_path: Path) -> None:
     cli = Cli(tmp_path / "missing.db")
     assert cli("diff") == EXIT_USAGE
@@ -76,6 +94,9 @@ def test_diff_resolves_ids_dates_and_timestamps(cli: Cli) -> None:
     today = cli.sql("SELECT substr(started_at, 1, 10) FROM snapshots WHERE id = 2")[0][0]
     assert cli.diff_json("--to", today)["to_snapshot_id"] == 2
     assert cli.diff_json("--from", "1", "--to", "2")["from_snapshot_id"] == 1
+    first_started = cli.sql("SELECT started_at FROM snapshots WHERE id = 1")[0][0]
+    assert cli.diff_json("--to", first_started)["to_snapshot_id"] == 1  # at or before it
+    assert cli.diff_json("--to", first_started)["from_snapshot_id"] == 0
     assert cli("diff", "--from", "2000-01-01") == EXIT_USAGE
     assert "no complete snapshot at or before 2000-01-01" in cli.stderr
     assert cli("diff", "--from", "yesterday") == EXIT_USAGE

@@ -2,10 +2,20 @@
 
 from __future__ import annotations
 
+import base64
+
 import pytest
 
 from exporter.cli_output import EXIT_AUTH, EXIT_GAPS, EXIT_OK, EXIT_USAGE
-from exporter.simulator import ADMIN_TOKEN, MEMBER_EMAIL, MEMBER_TOKEN, Org, apply_churn
+from exporter.simulator import (
+    ADMIN_EMAIL,
+    ADMIN_TOKEN,
+    MEMBER_EMAIL,
+    MEMBER_TOKEN,
+    OAUTH_TOKEN,
+    Org,
+    apply_churn,
+)
 from tests.integration.conftest import (
     Cli,
     ThreadedSimulator,
@@ -121,8 +131,9 @@ def test_refused_credential_stops_the_run_and_names_the_mode(
 
 def test_no_secret_reaches_the_database_or_output(cli: Cli) -> None:
     assert cli("snapshot", "-v") == EXIT_OK
-    assert ADMIN_TOKEN not in cli.stdout + cli.stderr
-    assert ADMIN_TOKEN.encode() not in cli.db.read_bytes()
+    basic = base64.b64encode(f"{ADMIN_EMAIL}:{ADMIN_TOKEN}".encode())
+    assert ADMIN_TOKEN not in cli.stdout + cli.stderr and basic.decode() not in cli.stderr
+    assert ADMIN_TOKEN.encode() not in cli.db.read_bytes() and basic not in cli.db.read_bytes()
 
 
 def test_workspace_option_limits_the_run(cli: Cli, org: Org) -> None:
@@ -143,3 +154,33 @@ def test_plain_http_is_refused_off_loopback(cli: Cli, monkeypatch: pytest.Monkey
     monkeypatch.setenv("BITBUCKET_API_URL", "http://bitbucket.example.com")
     assert cli("snapshot") == EXIT_USAGE
     assert "http" in cli.stderr
+
+
+def test_a_workspace_named_twice_is_read_once(cli: Cli, org: Org) -> None:
+    ws = sorted(org.workspaces.values(), key=lambda w: w.slug)[0]
+    assert cli("snapshot", "--workspace", ws.slug, "--workspace", ws.uuid) == EXIT_OK, cli.stdout
+    assert cli.sql("SELECT scopes_ok FROM snapshots") == [(5,)]
+
+
+def test_a_workspace_no_longer_listed_is_a_gap_not_a_revocation(cli: Cli, org: Org) -> None:
+    assert cli("snapshot") == EXIT_OK
+    ws = sorted(org.workspaces.values(), key=lambda w: w.slug)[0]
+    admin = org.user_by_email(ADMIN_EMAIL)
+    assert admin is not None
+    ws.remove_member(admin.uuid)  # the credential loses the workspace
+    assert cli("snapshot") == EXIT_GAPS
+    assert f"workspace '{ws.slug}' is no longer listed" in cli.stdout
+    document = cli.diff_json()
+    assert not [r for r in document["changes"] if r["workspace"] == ws.slug]
+    assert len([u for u in document["unverified"] if f"/{ws.slug}" in u["label"]]) == 5
+
+
+def test_bearer_token_reaches_no_output_or_database(
+    cli: Cli, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("BITBUCKET_EMAIL")
+    monkeypatch.delenv("BITBUCKET_API_TOKEN")
+    monkeypatch.setenv("BITBUCKET_ACCESS_TOKEN", OAUTH_TOKEN)
+    assert cli("snapshot", "-v") == EXIT_OK
+    assert OAUTH_TOKEN not in cli.stdout + cli.stderr
+    assert OAUTH_TOKEN.encode() not in cli.db.read_bytes()
