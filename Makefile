@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 DB ?= bbaccess-demo.db
 
 .DEFAULT_GOAL := help
-.PHONY: help demo test lint typecheck clean
+.PHONY: help demo test bench lint typecheck clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -23,6 +23,13 @@ test: $(BIN)/bbaccess ## run the tests, then ruff and mypy --strict on exporter/
 	$(BIN)/python -m pytest -q
 	$(BIN)/ruff check exporter tests
 	$(BIN)/mypy exporter
+
+$(VENV)/.bench-installed: pyproject.toml $(BIN)/bbaccess
+	$(BIN)/pip install --quiet -e '.[test,bench]'
+	@touch $@
+
+bench: $(VENV)/.bench-installed ## measure the performance budgets of DESIGN.md (about 10 min), print a table
+	$(BIN)/python -m tests.bench
 
 lint: $(BIN)/bbaccess ## ruff and mypy only
 	$(BIN)/ruff check exporter tests

@@ -23,7 +23,11 @@ _USER_FIELDS = "user.uuid,user.display_name,user.nickname,user.account_id"
 
 
 def _fields(*names: str) -> str:
-    return ",".join(["next", *(f"values.{n}" for part in names for n in part.split(","))])
+    """A ``fields=`` whitelist of ``values.<name>``s. A whitelist drops every envelope key it does
+    not name, so it names ``next`` (to go on) and ``size``, ``page`` and ``pagelen`` (so that the
+    other pages of a large listing can be read at once)."""
+    values = (f"values.{n}" for part in names for n in part.split(","))
+    return ",".join(["next", "size", "page", "pagelen", *values])
 
 
 USER_WORKSPACES_FIELDS = _fields("administrator", "workspace.uuid", "workspace.slug")

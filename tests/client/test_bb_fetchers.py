@@ -129,7 +129,7 @@ async def test_workspace_roles(bitbucket: FakeBitbucket, make_client: MakeClient
     query = bitbucket.seen[0].query
     assert query["pagelen"] == "100"
     assert query["fields"] == (
-        "next,values.permission,values.user.uuid,"
+        "next,size,page,pagelen,values.permission,values.user.uuid,"
         "values.user.display_name,values.user.nickname,"
         "values.user.account_id"
     )

@@ -6,13 +6,11 @@ own. Tests change the org (churn) only between runs, while the server is idle.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import io
 import json
 import random
 import sqlite3
-import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,50 +22,11 @@ from exporter.cli import main
 from exporter.simulator import (
     ADMIN_EMAIL,
     ADMIN_TOKEN,
-    FaultPlan,
     Org,
-    SimulatorHandle,
     TruthChange,
     generate_org,
-    run_simulator,
 )
-
-
-class ThreadedSimulator:
-    def __init__(self, org: Org) -> None:
-        self.org = org
-        self.faults = FaultPlan()
-        self._loop = asyncio.new_event_loop()
-        self._ready = threading.Event()
-        self._stop: asyncio.Event | None = None
-        self.handle: SimulatorHandle | None = None
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def _run(self) -> None:
-        self._loop.run_until_complete(self._serve())
-        self._loop.close()
-
-    async def _serve(self) -> None:
-        self._stop = asyncio.Event()
-        async with run_simulator(self.org, faults=self.faults) as handle:
-            self.handle = handle
-            self._ready.set()
-            await self._stop.wait()
-
-    def __enter__(self) -> ThreadedSimulator:
-        self._thread.start()
-        assert self._ready.wait(10), "the simulator did not start"
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        assert self._stop is not None
-        self._loop.call_soon_threadsafe(self._stop.set)
-        self._thread.join(10)
-
-    @property
-    def base_url(self) -> str:
-        assert self.handle is not None
-        return self.handle.base_url
+from tests.sim_thread import ThreadedSimulator
 
 
 @dataclass

@@ -1,0 +1,194 @@
+"""Runs every figure and prints the report: one table against the budgets, one of growth.
+
+``python -m tests.bench [--presets small,medium,large] [--nights 365] [--year-preset medium]``.
+Progress goes to stderr; stdout holds only the two markdown tables.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import time
+from collections.abc import Callable
+from typing import TypeVar
+
+from exporter.simulator import generate_org
+from tests.bench.bench_http import (
+    CONCURRENCY,
+    LATENCY,
+    HttpRun,
+    PacingRun,
+    baseline,
+    crawl_in_child,
+    paced,
+)
+from tests.bench.bench_plan import effective_grants
+from tests.bench.bench_store import TwoNights, Year, year
+from tests.bench.bench_store import two_nights as store_two_nights
+from tests.bench.bench_table import Row, markdown, report, verdict
+
+SEED = 1
+T = TypeVar("T")
+_STARTED = time.perf_counter()
+
+
+def step(label: str, work: Callable[[], T]) -> T:
+    """Run one measurement, telling stderr how long it took."""
+    print(f"[{time.perf_counter() - _STARTED:6.0f} s] {label} ...", file=sys.stderr, flush=True)
+    result = work()
+    print(f"[{time.perf_counter() - _STARTED:6.0f} s] {label}: done", file=sys.stderr, flush=True)
+    return result
+
+
+def _ratio(a: float, b: float) -> str:
+    return f"{a:g} / {b:g} = {a / b:.2f}"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m tests.bench", description=__doc__)
+    parser.add_argument("--presets", default="small,medium,large")
+    parser.add_argument("--nights", type=int, default=365)
+    parser.add_argument("--year-preset", default="medium")
+    args = parser.parse_args(argv)
+    # The pacing runs provoke 429s on purpose: keep their warnings out of the report.
+    logging.getLogger("exporter").setLevel(logging.ERROR)
+    presets = [p for p in args.presets.split(",") if p]
+    biggest = presets[-1]
+    medium = "medium" if "medium" in presets else presets[0]
+
+    http: dict[str, HttpRun] = {}
+    for preset in presets:
+        http[preset] = step(
+            f"bbaccess snapshot of {preset} at {LATENCY * 1000:.0f} ms",
+            lambda p=preset: crawl_in_child(generate_org(p, SEED)),  # type: ignore[misc]
+        )
+    fair = step("pacing: server 50/2s, client 45/2s", lambda: paced(
+        generate_org(medium, SEED), server_limit=(50, 2.0), client_rate=(45, 2.0)))
+    tight = step("pacing: server 40/2s, client 45/2s", lambda: paced(
+        generate_org(medium, SEED), server_limit=(40, 2.0), client_rate=(45, 2.0)))
+    base = step(f"baseline client on {medium}", lambda: baseline(generate_org(medium, SEED)))
+    stores: dict[str, TwoNights] = {}
+    for preset in presets:
+        stores[preset] = step(
+            f"two nights of {preset} through SnapshotWriter",
+            lambda p=preset: store_two_nights(generate_org(p, SEED)),  # type: ignore[misc]
+        )
+    nights = step(
+        f"{args.nights} nights of {args.year_preset} at 0.5% churn",
+        lambda: year(generate_org(args.year_preset, SEED), nights=args.nights),
+    )
+
+    rows = _budget_rows(http, medium, biggest, fair, tight, base, stores, nights,
+                        args.nights, args.year_preset)
+    print("## bbaccess benchmarks\n")
+    print(report(rows))
+    print("\n## Growth (seed 1)\n")
+    print(_growth(presets, http, stores))
+    total = time.perf_counter() - _STARTED
+    one, last = nights.one_snapshot_bytes / 1e6, nights.final_bytes / 1e6
+    alone = nights.final_one_bytes / 1e6
+    print(f"\nmeasured in {total:.0f} s; compacted database: first night {one:.2f} MB, "
+          f"all {nights.nights} nights {last:.2f} MB, one snapshot of the final org {alone:.2f} MB")
+    return 0
+
+
+def _budget_rows(
+    http: dict[str, HttpRun],
+    medium: str,
+    biggest: str,
+    fair: PacingRun,
+    tight: PacingRun,
+    base: object,
+    stores: dict[str, TwoNights],
+    year: Year,
+    nights: int,
+    year_preset: str,
+) -> list[Row]:
+    from tests.bench.bench_baseline import BaselineResult
+
+    assert isinstance(base, BaselineResult)
+    rows: list[Row] = []
+    for preset in dict.fromkeys([medium, biggest]):
+        run = http[preset]
+        rows.append(Row(
+            f"1. requests ÷ plan minimum ({preset})",
+            _ratio(run.server_requests, run.minimum), "1.00",
+            verdict(run.server_requests <= run.minimum),
+        ))
+    for preset in dict.fromkeys([medium, biggest]):
+        run = http[preset]
+        rows.append(Row(
+            f"2. wall ÷ (requests * 100 ms ÷ {CONCURRENCY}) ({preset})",
+            f"{run.crawl.seconds:.1f} s / {run.ideal_seconds:.2f} s = {run.wall_ratio:.2f}",
+            "≤ 1.2", verdict(run.wall_ratio <= 1.2),
+        ))
+    rows.append(Row(
+        "3a. 429s, client 45/2s under server 50/2s",
+        f"{fair.crawl.throttled} in {fair.crawl.requests} requests", "0",
+        verdict(fair.crawl.throttled == 0 and fair.crawl.scopes_ok == fair.crawl.scopes_total),
+    ))
+    rows.append(Row(
+        "3b. wasted (429s ÷ requests), client 45/2s over server 40/2s",
+        f"{tight.crawl.throttled} / {tight.crawl.requests} = {tight.wasted:.1%} "
+        f"({tight.crawl.seconds:.1f} s; scopes ok {tight.crawl.scopes_ok}/"
+        f"{tight.crawl.scopes_total})",
+        "reported", verdict(None),
+    ))
+    run = http[medium]
+    rows.append(Row(
+        f"4a. requests, bbaccess ÷ sequential requests client ({medium})",
+        _ratio(run.server_requests, base.requests), "reported", verdict(None),
+    ))
+    rows.append(Row(
+        f"4b. wall time, bbaccess ÷ sequential requests client ({medium})",
+        _ratio(round(run.crawl.seconds, 1), round(base.seconds, 1)),
+        "reported", verdict(None),
+    ))
+    big, store = http[biggest], stores[biggest]
+    rows.append(Row(
+        f"5a. merge of a first snapshot, HTTP run ({biggest})",
+        f"{big.crawl.merge_seconds:.1f} s", "≤ 15 s", verdict(big.crawl.merge_seconds <= 15),
+    ))
+    rows.append(Row(
+        f"5b. merge of a nightly snapshot after 0.5% churn ({biggest})",
+        f"{store.second_merge:.1f} s (first {store.first_merge:.1f} s)", "≤ 15 s",
+        verdict(max(store.first_merge, store.second_merge) <= 15),
+    ))
+    rows.append(Row(
+        f"5c. peak memory of the bbaccess process, ru_maxrss ({biggest})",
+        f"{big.crawl.peak_rss_mb:.0f} MB", "≤ 400 MB", verdict(big.crawl.peak_rss_mb <= 400),
+    ))
+    rows.append(Row(
+        f"6. database after {nights} nights ÷ one snapshot ({year_preset}, 0.5%/day)",
+        f"{year.ratio:.2f} (vs the first night: {year.ratio_to_first:.2f}; churn grew the org)",
+        "≤ 10", verdict(year.ratio <= 10),
+    ))
+    rows.append(Row(
+        f"7a. diff of two snapshots ({biggest})",
+        f"{store.diff_seconds:.2f} s ({store.diff_rows} rows)", "≤ 2 s",
+        verdict(store.diff_seconds <= 2),
+    ))
+    rows.append(Row(
+        f"7b. access_at WHERE snapshot_id = ? ({biggest})",
+        f"{store.access_at_seconds:.2f} s ({store.access_at_rows} rows)", "≤ 2 s",
+        verdict(store.access_at_seconds <= 2),
+    ))
+    return rows
+
+
+def _growth(presets: list[str], http: dict[str, HttpRun], stores: dict[str, TwoNights]) -> str:
+    header = ("preset", "effective grants", "requests (min)", "wall @100 ms (÷ ideal)",
+              "merge first / nightly", "peak RSS", "diff", "access_at")
+    rows = []
+    for preset in presets:
+        run, store = http[preset], stores[preset]
+        grants = effective_grants(generate_org(preset, SEED))
+        rows.append((
+            preset, str(grants), f"{run.server_requests} ({run.minimum})",
+            f"{run.crawl.seconds:.1f} s ({run.wall_ratio:.2f})",
+            f"{run.crawl.merge_seconds:.2f} s / {store.second_merge:.2f} s",
+            f"{run.crawl.peak_rss_mb:.0f} MB", f"{store.diff_seconds:.2f} s",
+            f"{store.access_at_seconds:.2f} s",
+        ))
+    return markdown(header, rows)
