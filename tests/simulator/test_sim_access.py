@@ -2,27 +2,21 @@
 
 from __future__ import annotations
 
-import json
 import random
 from collections.abc import AsyncIterator
-from typing import Any
 
 import aiohttp
 import pytest
 
 from exporter.simulator import (
-    ADMIN_EMAIL,
     ADMIN_TOKEN,
-    MEMBER_EMAIL,
-    MEMBER_TOKEN,
     SimulatorHandle,
     generate_org,
     run_simulator,
 )
 from exporter.simulator.generate import new_user
+from tests.simulator.conftest import MEMBER, get
 
-ADMIN = {"Authorization": aiohttp.encode_basic_auth(ADMIN_EMAIL, ADMIN_TOKEN)}
-MEMBER = {"Authorization": aiohttp.encode_basic_auth(MEMBER_EMAIL, MEMBER_TOKEN)}
 ACCESS = {"Authorization": "Bearer sim-access-token"}
 DEV_TOKEN = "sim-dev-token"
 
@@ -35,19 +29,6 @@ async def sim() -> AsyncIterator[SimulatorHandle]:
     org.access_tokens["sim-access-token"] = acme.uuid
     async with run_simulator(org) as handle:
         yield handle
-
-
-@pytest.fixture
-async def session() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession() as s:
-        yield s
-
-
-async def _get(
-    session: aiohttp.ClientSession, url: str, headers: dict[str, str] = ADMIN
-) -> tuple[int, Any]:
-    async with session.get(url, headers=headers) as response:
-        return response.status, json.loads(await response.text())
 
 
 def _dev(sim: SimulatorHandle) -> tuple[dict[str, str], str, str]:
@@ -68,10 +49,10 @@ async def test_repository_admin_reads_its_repository_but_not_the_workspace(
 ) -> None:
     dev, slug, _ = _dev(sim)
     base = sim.base_url
-    assert (await _get(session, f"{base}/2.0/workspaces/acme/permissions/repositories", dev))[
+    assert (await get(session, f"{base}/2.0/workspaces/acme/permissions/repositories", dev))[
         0
     ] == 403
-    status, page = await _get(
+    status, page = await get(
         session, f"{base}/2.0/workspaces/acme/permissions/repositories/{slug}", dev
     )
     assert status == 200 and {v["repository"]["full_name"] for v in page["values"]} == {
@@ -79,10 +60,10 @@ async def test_repository_admin_reads_its_repository_but_not_the_workspace(
     }
     for kind in ("users", "groups"):
         url = f"{base}/2.0/repositories/acme/{slug}/permissions-config/{kind}"
-        assert (await _get(session, url, dev))[0] == 200
-        assert (await _get(session, url, MEMBER))[0] == 403
+        assert (await get(session, url, dev))[0] == 200
+        assert (await get(session, url, MEMBER))[0] == 403
     for path in ("/1.0/groups/acme", "/2.0/workspaces/acme/hooks"):
-        assert (await _get(session, base + path, dev))[0] == 403
+        assert (await get(session, base + path, dev))[0] == 403
 
 
 async def test_explicit_grants_are_listed_as_granted(
@@ -92,8 +73,8 @@ async def test_explicit_grants_are_listed_as_granted(
     assert acme is not None
     for repo in acme.repositories.values():
         base = f"{sim.base_url}/2.0/repositories/acme/{repo.slug}/permissions-config"
-        _, users = await _get(session, base + "/users?pagelen=100")
-        _, groups = await _get(session, base + "/groups?pagelen=100")
+        _, users = await get(session, base + "/users?pagelen=100")
+        _, groups = await get(session, base + "/groups?pagelen=100")
         assert {v["user"]["uuid"]: v["permission"] for v in users["values"]} == (
             acme.repo_user_grants.get(repo.uuid, {})
         )
@@ -103,7 +84,7 @@ async def test_explicit_grants_are_listed_as_granted(
         assert all(v["group"]["full_slug"].startswith("acme:") for v in groups["values"])
     for project in acme.projects.values():
         base = f"{sim.base_url}/2.0/workspaces/acme/projects/{project.key}/permissions-config"
-        _, users = await _get(session, base + "/users")
+        _, users = await get(session, base + "/users")
         assert {v["user"]["uuid"]: v["permission"] for v in users["values"]} == (
             acme.project_user_grants.get(project.uuid, {})
         )
@@ -117,11 +98,11 @@ async def test_project_admin_through_a_group_reads_the_project_grants(
     assert acme is not None
     project = sorted(acme.projects.values(), key=lambda p: p.key)[0]
     url = f"{sim.base_url}/2.0/workspaces/acme/projects/{project.key}/permissions-config/groups"
-    assert (await _get(session, url, dev))[0] == 403
+    assert (await get(session, url, dev))[0] == 403
     group = sorted(acme.groups)[0]
     acme.set_group_member(group, dev_uuid, True)
     acme.grant_project_group(project.uuid, group, "admin")
-    status, page = await _get(session, url, dev)
+    status, page = await get(session, url, dev)
     assert status == 200 and group in {v["group"]["slug"] for v in page["values"]}
 
 
@@ -130,31 +111,31 @@ async def test_groups_v1_is_one_array_by_slug_for_admins_only(
 ) -> None:
     acme = sim.org.workspace("acme")
     assert acme is not None
-    status, groups = await _get(session, f"{sim.base_url}/1.0/groups/acme?pagelen=1")
+    status, groups = await get(session, f"{sim.base_url}/1.0/groups/acme?pagelen=1")
     assert status == 200 and isinstance(groups, list) and len(groups) == len(acme.groups)
     assert {g["slug"]: {m["uuid"] for m in g["members"]} for g in groups} == {
         slug: group.members for slug, group in acme.groups.items()
     }
-    assert (await _get(session, f"{sim.base_url}/1.0/groups/{acme.uuid}"))[0] == 404
-    assert (await _get(session, f"{sim.base_url}/1.0/groups/acme", MEMBER))[0] == 403
-    status, body = await _get(session, f"{sim.base_url}/1.0/groups/acme?q=slug%3D%22x%22")
+    assert (await get(session, f"{sim.base_url}/1.0/groups/{acme.uuid}"))[0] == 404
+    assert (await get(session, f"{sim.base_url}/1.0/groups/acme", MEMBER))[0] == 403
+    status, body = await get(session, f"{sim.base_url}/1.0/groups/acme?q=slug%3D%22x%22")
     assert status == 400 and body["type"] == "error"
 
 
 async def test_hooks_are_for_owners(sim: SimulatorHandle, session: aiohttp.ClientSession) -> None:
     acme = sim.org.workspace("acme")
     assert acme is not None
-    status, page = await _get(session, f"{sim.base_url}/2.0/workspaces/acme/hooks")
+    status, page = await get(session, f"{sim.base_url}/2.0/workspaces/acme/hooks")
     assert status == 200 and {v["uuid"] for v in page["values"]} == set(acme.hooks)
-    assert (await _get(session, f"{sim.base_url}/2.0/workspaces/acme/hooks", MEMBER))[0] == 403
+    assert (await get(session, f"{sim.base_url}/2.0/workspaces/acme/hooks", MEMBER))[0] == 403
 
 
 async def test_missing_scope_names_required_and_granted(
     sim: SimulatorHandle, session: aiohttp.ClientSession
 ) -> None:
     sim.org.token_scopes[ADMIN_TOKEN] = frozenset({"read:workspace:bitbucket"})
-    assert (await _get(session, f"{sim.base_url}/2.0/workspaces/acme/permissions"))[0] == 200
-    status, body = await _get(session, f"{sim.base_url}/2.0/workspaces/acme/projects")
+    assert (await get(session, f"{sim.base_url}/2.0/workspaces/acme/permissions"))[0] == 200
+    status, body = await get(session, f"{sim.base_url}/2.0/workspaces/acme/projects")
     assert status == 403
     assert body["error"]["detail"] == {
         "required": ["read:project:bitbucket"],
@@ -166,8 +147,8 @@ async def test_access_token_reads_objects_but_never_permissions(
     sim: SimulatorHandle, session: aiohttp.ClientSession
 ) -> None:
     base = sim.base_url
-    assert (await _get(session, f"{base}/2.0/repositories/acme", ACCESS))[0] == 200
-    assert (await _get(session, f"{base}/2.0/repositories/globex", ACCESS))[0] == 404
+    assert (await get(session, f"{base}/2.0/repositories/acme", ACCESS))[0] == 200
+    assert (await get(session, f"{base}/2.0/repositories/globex", ACCESS))[0] == 404
     acme = sim.org.workspace("acme")
     assert acme is not None
     slug = next(iter(acme.repositories.values())).slug
@@ -179,7 +160,7 @@ async def test_access_token_reads_objects_but_never_permissions(
         "/1.0/groups/acme",
         "/2.0/user/workspaces",
     ):
-        assert (await _get(session, base + path, ACCESS))[0] == 403, path
+        assert (await get(session, base + path, ACCESS))[0] == 403, path
 
 
 async def test_401_bodies(sim: SimulatorHandle, session: aiohttp.ClientSession) -> None:

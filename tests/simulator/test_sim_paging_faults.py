@@ -5,14 +5,11 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import AsyncIterator
-from typing import Any
 
 import aiohttp
 import pytest
 
 from exporter.simulator import (
-    ADMIN_EMAIL,
-    ADMIN_TOKEN,
     FaultKind,
     FaultPlan,
     SimulatorHandle,
@@ -20,15 +17,9 @@ from exporter.simulator import (
     run_simulator,
 )
 from exporter.simulator.faults import unit_draw
+from tests.simulator.conftest import ADMIN, get
 
-ADMIN = {"Authorization": aiohttp.encode_basic_auth(ADMIN_EMAIL, ADMIN_TOKEN)}
 PERMS = "/2.0/workspaces/acme/permissions/repositories"
-
-
-@pytest.fixture
-async def session() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession() as s:
-        yield s
 
 
 @pytest.fixture
@@ -39,19 +30,14 @@ async def sim() -> AsyncIterator[SimulatorHandle]:
         yield handle
 
 
-async def _get(session: aiohttp.ClientSession, url: str) -> tuple[int, Any]:
-    async with session.get(url, headers=ADMIN) as response:
-        return response.status, json.loads(await response.text())
-
-
 async def test_configured_maximum_answers_invalid_pagelen_and_50_works(
     sim: SimulatorHandle, session: aiohttp.ClientSession
 ) -> None:
-    status, body = await _get(session, sim.base_url + PERMS + "?pagelen=100")
+    status, body = await get(session, sim.base_url + PERMS + "?pagelen=100")
     assert status == 400 and body["error"]["message"] == "Invalid pagelen"
-    status, page = await _get(session, sim.base_url + PERMS + "?pagelen=50")
+    status, page = await get(session, sim.base_url + PERMS + "?pagelen=50")
     assert status == 200 and page["pagelen"] == 50 and len(page["values"]) == 50
-    assert (await _get(session, sim.base_url + "/2.0/repositories/acme?pagelen=100"))[0] == 200
+    assert (await get(session, sim.base_url + "/2.0/repositories/acme?pagelen=100"))[0] == 200
     with pytest.raises(ValueError, match="unknown endpoints"):
         async with run_simulator(generate_org("small"), pagelen_limits={"nope": 5}):
             pass
@@ -60,10 +46,10 @@ async def test_configured_maximum_answers_invalid_pagelen_and_50_works(
 async def test_envelope_has_size_page_previous(
     sim: SimulatorHandle, session: aiohttp.ClientSession
 ) -> None:
-    _, second = await _get(session, sim.base_url + PERMS + "?page=2&pagelen=5")
+    _, second = await get(session, sim.base_url + PERMS + "?page=2&pagelen=5")
     assert second["page"] == 2 and second["pagelen"] == 5 and second["size"] > 10
     assert "page=1" in second["previous"] and "page=3" in second["next"]
-    _, first = await _get(session, sim.base_url + PERMS)
+    _, first = await get(session, sim.base_url + PERMS)
     assert "previous" not in first and first["pagelen"] == 10
 
 
@@ -71,7 +57,7 @@ async def test_q_compares_permissions_by_rank_and_sort_orders(
     sim: SimulatorHandle, session: aiohttp.ClientSession
 ) -> None:
     url = sim.base_url + PERMS + '?pagelen=50&q=permission>"read"&sort=-repository.name'
-    _, page = await _get(session, url)
+    _, page = await get(session, url)
     assert page["values"] and {v["permission"] for v in page["values"]} <= {"write", "admin"}
     names = [v["repository"]["name"] for v in page["values"]]
     assert names == sorted(names, reverse=True)
@@ -80,23 +66,21 @@ async def test_q_compares_permissions_by_rank_and_sort_orders(
     expected = sum(1 for p in acme.effective_permissions().values() if p != "read")
     assert page["size"] == expected
     name = next(iter(acme.repositories.values())).name
-    _, one = await _get(
-        session, f'{sim.base_url}/2.0/repositories/acme?q=name="{name}" OR name="x"'
-    )
+    _, one = await get(session, f'{sim.base_url}/2.0/repositories/acme?q=name="{name}" OR name="x"')
     assert [v["name"] for v in one["values"]] == [name]
-    status, _ = await _get(session, sim.base_url + PERMS + "?q=permission>>")
+    status, _ = await get(session, sim.base_url + PERMS + "?q=permission>>")
     assert status == 400
     slug = next(iter(acme.repositories.values())).slug
     config = f"{sim.base_url}/2.0/repositories/acme/{slug}/permissions-config/users"
-    assert (await _get(session, config + "?sort=permission"))[0] == 400
+    assert (await get(session, config + "?sort=permission"))[0] == 400
 
 
 async def test_user_workspaces_administrator_filter(
     sim: SimulatorHandle, session: aiohttp.ClientSession
 ) -> None:
-    _, mine = await _get(session, sim.base_url + "/2.0/user/workspaces?administrator=false")
+    _, mine = await get(session, sim.base_url + "/2.0/user/workspaces?administrator=false")
     assert mine["values"] == []
-    _, mine = await _get(session, sim.base_url + "/2.0/user/workspaces?sort=-workspace.slug")
+    _, mine = await get(session, sim.base_url + "/2.0/user/workspaces?sort=-workspace.slug")
     slugs = [v["workspace"]["slug"] for v in mine["values"]]
     assert slugs == sorted(slugs, reverse=True)
 
@@ -124,8 +108,8 @@ async def test_truncated_body_breaks_the_read(
 ) -> None:
     sim.faults.add(FaultKind.TRUNCATED, endpoint="workspace_repository_permissions")
     with pytest.raises(aiohttp.ClientPayloadError):
-        await _get(session, sim.base_url + PERMS)
-    assert (await _get(session, sim.base_url + PERMS))[0] == 200
+        await get(session, sim.base_url + PERMS)
+    assert (await get(session, sim.base_url + PERMS))[0] == 200
 
 
 async def test_slow_body_trickles(sim: SimulatorHandle, session: aiohttp.ClientSession) -> None:

@@ -7,26 +7,21 @@ two pages of every listing and three sampled repositories and projects per works
 
 from __future__ import annotations
 
-import json
 import random
-from collections.abc import AsyncIterator
 from typing import Any
 
 import aiohttp
 import jsonschema
-import pytest
 
 from exporter.simulator import (
-    ADMIN_EMAIL,
     ADMIN_TOKEN,
-    MEMBER_EMAIL,
-    MEMBER_TOKEN,
     Org,
     SimulatorHandle,
     generate_org,
     run_simulator,
 )
 from exporter.simulator.org import Workspace
+from tests.simulator.conftest import ADMIN, MEMBER, get
 from tests.simulator.openapi import (
     GROUPS_V1_SCHEMA,
     SPEC_GAPS,
@@ -36,22 +31,6 @@ from tests.simulator.openapi import (
     spec,
     validate,
 )
-
-ADMIN = {"Authorization": aiohttp.encode_basic_auth(ADMIN_EMAIL, ADMIN_TOKEN)}
-MEMBER = {"Authorization": aiohttp.encode_basic_auth(MEMBER_EMAIL, MEMBER_TOKEN)}
-
-
-@pytest.fixture
-async def session() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession() as s:
-        yield s
-
-
-async def _get(
-    session: aiohttp.ClientSession, url: str, headers: dict[str, str] = ADMIN
-) -> tuple[int, Any]:
-    async with session.get(url, headers=headers) as response:
-        return response.status, json.loads(await response.text())
 
 
 class Crawl:
@@ -68,7 +47,7 @@ class Crawl:
         self.pages: dict[str, int] = {}  # schema -> pages validated
 
     async def one(self, path: str, spec_path: str) -> Any:
-        status, body = await _get(self.session, self.sim.base_url + path)
+        status, body = await get(self.session, self.sim.base_url + path)
         assert status == 200, (path, body)
         name = response_schema(spec_path)
         validate(name, body)
@@ -110,7 +89,7 @@ async def _crawl_workspace(
                 f"/2.0/workspaces/{ws.slug}/projects/{key}/permissions-config/{kind}",
                 f"{w}/projects/{{project_key}}/permissions-config/{kind}",
             )
-    status, groups = await _get(crawl.session, f"{crawl.sim.base_url}/1.0/groups/{ws.slug}")
+    status, groups = await get(crawl.session, f"{crawl.sim.base_url}/1.0/groups/{ws.slug}")
     assert status == 200
     jsonschema.validate(groups, GROUPS_V1_SCHEMA)  # gap: groups_v1_not_in_document
 
@@ -165,7 +144,7 @@ async def test_error_bodies_validate(session: aiohttp.ClientSession) -> None:
             (f"{sim.base_url}/2.0/workspaces", ADMIN, 410),
         ]
         for url, headers, expected in cases:
-            status, body = await _get(session, url, headers)
+            status, body = await get(session, url, headers)
             assert status == expected
             validate("error", body)
     assert "200" in spec()["paths"]["/workspaces"]["get"]["responses"], SPEC_GAPS[
@@ -177,7 +156,7 @@ async def test_gap_scope_error_detail_is_an_object(session: aiohttp.ClientSessio
     org = generate_org("small")
     org.token_scopes[ADMIN_TOKEN] = frozenset({"read:workspace:bitbucket"})
     async with run_simulator(org) as sim:
-        status, body = await _get(session, sim.base_url + "/2.0/repositories/acme")
+        status, body = await get(session, sim.base_url + "/2.0/repositories/acme")
     assert status == 403 and isinstance(body["error"]["detail"], dict)
     assert errors("error", body) == [
         f"error/detail: {body['error']['detail']!r} is not of type 'string'"

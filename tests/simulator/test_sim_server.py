@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterator
-from typing import Any
 
 import aiohttp
 import pytest
@@ -13,7 +12,6 @@ from exporter.simulator import (
     ADMIN_EMAIL,
     ADMIN_TOKEN,
     MEMBER_EMAIL,
-    MEMBER_TOKEN,
     OAUTH_TOKEN,
     FaultPlan,
     SimulatorHandle,
@@ -21,9 +19,8 @@ from exporter.simulator import (
     run_simulator,
 )
 from exporter.simulator.paging import apply_fields
+from tests.simulator.conftest import ADMIN, MEMBER, get
 
-ADMIN = {"Authorization": aiohttp.encode_basic_auth(ADMIN_EMAIL, ADMIN_TOKEN)}
-MEMBER = {"Authorization": aiohttp.encode_basic_auth(MEMBER_EMAIL, MEMBER_TOKEN)}
 PERMS = "/2.0/workspaces/acme/permissions/repositories"
 
 
@@ -33,32 +30,16 @@ async def sim() -> AsyncIterator[SimulatorHandle]:
         yield handle
 
 
-@pytest.fixture
-async def session() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession() as s:
-        yield s
-
-
-async def _get(
-    session: aiohttp.ClientSession, url: str, headers: dict[str, str] = ADMIN
-) -> tuple[int, Any]:
-    async with session.get(url, headers=headers) as response:
-        text = await response.text()
-        if response.content_type == "application/json":
-            return response.status, json.loads(text)
-        return response.status, text
-
-
 async def test_paging_default_and_walk(
     sim: SimulatorHandle, session: aiohttp.ClientSession
 ) -> None:
-    status, first = await _get(session, sim.base_url + PERMS)
+    status, first = await get(session, sim.base_url + PERMS)
     assert status == 200 and first["pagelen"] == 10 and len(first["values"]) == 10
     assert first["next"].startswith(sim.base_url + PERMS + "?")
     seen: list[tuple[str, str]] = []
     url: str | None = sim.base_url + PERMS + "?pagelen=7"
     while url:
-        _, page = await _get(session, url)
+        _, page = await get(session, url)
         seen += [(v["repository"]["uuid"], v["user"]["uuid"]) for v in page["values"]]
         url = page.get("next")
         assert url is None or "pagelen=7" in url
@@ -68,24 +49,24 @@ async def test_paging_default_and_walk(
 
 
 async def test_pagelen_limits(sim: SimulatorHandle, session: aiohttp.ClientSession) -> None:
-    status, page = await _get(session, sim.base_url + PERMS + "?pagelen=100")
+    status, page = await get(session, sim.base_url + PERMS + "?pagelen=100")
     assert status == 200 and len(page["values"]) == min(100, page["size"])
-    status, body = await _get(session, sim.base_url + PERMS + "?pagelen=101")
+    status, body = await get(session, sim.base_url + PERMS + "?pagelen=101")
     assert status == 400 and body == {"type": "error", "error": {"message": "Invalid pagelen"}}
-    _, last = await _get(session, sim.base_url + "/2.0/user/workspaces?pagelen=100")
+    _, last = await get(session, sim.base_url + "/2.0/user/workspaces?pagelen=100")
     assert "next" not in last and len(last["values"]) == 3
 
 
 async def test_next_uses_the_host_the_client_used(session: aiohttp.ClientSession) -> None:
     async with run_simulator(generate_org("small")) as sim:
         url = sim.base_url.replace("127.0.0.1", "localhost") + PERMS
-        _, page = await _get(session, url)
+        _, page = await get(session, url)
         assert page["next"].startswith(url)
 
 
 async def test_fields_whitelist(sim: SimulatorHandle, session: aiohttp.ClientSession) -> None:
     fields = "next,values.permission,values.user.uuid,values.user.display_name"
-    _, page = await _get(session, f"{sim.base_url}/2.0/workspaces/acme/permissions?fields={fields}")
+    _, page = await get(session, f"{sim.base_url}/2.0/workspaces/acme/permissions?fields={fields}")
     assert set(page) == {"next", "values"}
     assert set(page["values"][0]) == {"permission", "user"}
     assert set(page["values"][0]["user"]) == {"uuid", "display_name"}
@@ -105,30 +86,30 @@ def test_fields_plus_and_minus() -> None:
 
 async def test_auth(sim: SimulatorHandle, session: aiohttp.ClientSession) -> None:
     url = sim.base_url + "/2.0/user/workspaces"
-    status, body = await _get(session, url, {})
+    status, body = await get(session, url, {})
     assert status == 401 and body["type"] == "error"
     wrong = {"Authorization": aiohttp.encode_basic_auth(ADMIN_EMAIL, "nope")}
-    assert (await _get(session, url, wrong))[0] == 401
-    assert (await _get(session, url, {"Authorization": f"Bearer {ADMIN_TOKEN}"}))[0] == 401
-    status, body = await _get(session, url, {"Authorization": f"Bearer {OAUTH_TOKEN}"})
+    assert (await get(session, url, wrong))[0] == 401
+    assert (await get(session, url, {"Authorization": f"Bearer {ADMIN_TOKEN}"}))[0] == 401
+    status, body = await get(session, url, {"Authorization": f"Bearer {OAUTH_TOKEN}"})
     assert status == 200 and all(v["administrator"] for v in body["values"])
-    status, body = await _get(session, url, MEMBER)
+    status, body = await get(session, url, MEMBER)
     assert status == 200 and not any(v["administrator"] for v in body["values"])
-    assert (await _get(session, sim.base_url + PERMS, MEMBER))[0] == 403
-    assert (await _get(session, sim.base_url + "/2.0/repositories/acme", MEMBER))[0] == 200
-    assert (await _get(session, sim.base_url + "/2.0/workspaces/nope"))[0] == 404
+    assert (await get(session, sim.base_url + PERMS, MEMBER))[0] == 403
+    assert (await get(session, sim.base_url + "/2.0/repositories/acme", MEMBER))[0] == 200
+    assert (await get(session, sim.base_url + "/2.0/workspaces/nope"))[0] == 404
 
 
 async def test_workspace_listings(sim: SimulatorHandle, session: aiohttp.ClientSession) -> None:
-    _, ws = await _get(session, sim.base_url + "/2.0/workspaces/acme")
+    _, ws = await get(session, sim.base_url + "/2.0/workspaces/acme")
     assert ws["slug"] == "acme" and {"uuid", "is_private", "created_on"} <= set(ws)
-    _, roles = await _get(session, sim.base_url + "/2.0/workspaces/acme/permissions?pagelen=100")
+    _, roles = await get(session, sim.base_url + "/2.0/workspaces/acme/permissions?pagelen=100")
     assert {v["permission"] for v in roles["values"]} >= {"owner", "member"}
-    _, members = await _get(session, sim.base_url + "/2.0/workspaces/acme/members")
+    _, members = await get(session, sim.base_url + "/2.0/workspaces/acme/members")
     assert "permission" not in members["values"][0]
-    _, projects = await _get(session, sim.base_url + "/2.0/workspaces/acme/projects")
+    _, projects = await get(session, sim.base_url + "/2.0/workspaces/acme/projects")
     assert projects["values"][0]["type"] == "project"
-    _, repos = await _get(session, sim.base_url + "/2.0/repositories/acme")
+    _, repos = await get(session, sim.base_url + "/2.0/repositories/acme")
     repo = repos["values"][0]
     assert repo["full_name"] == "acme/" + repo["slug"] and repo["project"]["key"]
 
@@ -145,7 +126,7 @@ async def test_workspace_listings(sim: SimulatorHandle, session: aiohttp.ClientS
 async def test_removed_endpoints_answer_410(
     sim: SimulatorHandle, session: aiohttp.ClientSession, path: str
 ) -> None:
-    status, body = await _get(session, sim.base_url + path)
+    status, body = await get(session, sim.base_url + path)
     assert status == 410
     assert body["error"]["message"] == "CHANGE-2770 - Functionality has been deprecated"
 
@@ -155,14 +136,14 @@ async def test_rate_limit_rolling_window(session: aiohttp.ClientSession) -> None
     org = generate_org("small")
     async with run_simulator(org, rate_limit=(2, 60.0), clock=lambda: now[0]) as sim:
         url = sim.base_url + "/2.0/user/workspaces"
-        assert [(await _get(session, url))[0] for _ in range(2)] == [200, 200]
+        assert [(await get(session, url))[0] for _ in range(2)] == [200, 200]
         async with session.get(url, headers=ADMIN) as response:
             assert response.status == 429 and "Retry-After" not in response.headers
             assert response.content_type == "text/plain"
             assert await response.text() == "Rate limit for this resource has been exceeded"
-        assert (await _get(session, url, MEMBER))[0] == 200  # another credential
+        assert (await get(session, url, MEMBER))[0] == 200  # another credential
         now[0] = 61.0
-        assert (await _get(session, url))[0] == 200
+        assert (await get(session, url))[0] == 200
 
 
 async def test_status_and_latency_faults(session: aiohttp.ClientSession) -> None:
@@ -171,11 +152,11 @@ async def test_status_and_latency_faults(session: aiohttp.ClientSession) -> None
         url = sim.base_url + PERMS
         sim.faults.add("status", path_prefix=PERMS, status=502, times=2)
         sim.faults.add("latency", latency=0.01, times=None)
-        assert [(await _get(session, url))[0] for _ in range(3)] == [502, 502, 200]
+        assert [(await get(session, url))[0] for _ in range(3)] == [502, 502, 200]
         sim.faults.clear()
         sim.faults.add("status", path_prefix=PERMS, page=2, status=500, times=None)
-        assert (await _get(session, url))[0] == 200
-        assert (await _get(session, url + "?page=2"))[0] == 500
+        assert (await get(session, url))[0] == 200
+        assert (await get(session, url + "?page=2"))[0] == 500
         assert sim.request_count == 5 and sim.requests[-1] == PERMS + "?page=2"
 
 
@@ -183,9 +164,9 @@ async def test_reset_fault(sim: SimulatorHandle, session: aiohttp.ClientSession)
     # aiohttp retries a GET once when the connection drops: two resets reach the caller
     sim.faults.add("reset", times=2)
     with pytest.raises(aiohttp.ClientError):
-        await _get(session, sim.base_url + PERMS)
+        await get(session, sim.base_url + PERMS)
     assert sim.request_count == 2
-    assert (await _get(session, sim.base_url + PERMS))[0] == 200
+    assert (await get(session, sim.base_url + PERMS))[0] == 200
 
 
 async def test_body_faults(sim: SimulatorHandle, session: aiohttp.ClientSession) -> None:
@@ -195,13 +176,13 @@ async def test_body_faults(sim: SimulatorHandle, session: aiohttp.ClientSession)
         with pytest.raises(json.JSONDecodeError):
             json.loads(await response.text())
     sim.faults.add("missing_values")
-    _, page = await _get(session, url)
+    _, page = await get(session, url)
     assert "values" not in page and "next" in page
     sim.faults.add("foreign_next")
-    _, page = await _get(session, url)
+    _, page = await get(session, url)
     assert page["next"].startswith("http://evil.example/2.0/")
     sim.faults.add("repeat_next", page=2)
-    _, page = await _get(session, url + "?page=2")
+    _, page = await get(session, url + "?page=2")
     assert page["next"] == url + "?page=2"
 
 
@@ -214,7 +195,7 @@ async def test_non_member_sees_neither_the_workspace_nor_its_listings(
     assert member is not None and acme is not None
     acme.remove_member(member.uuid)
     async with run_simulator(org) as sim:
-        _, mine = await _get(session, sim.base_url + "/2.0/user/workspaces", MEMBER)
+        _, mine = await get(session, sim.base_url + "/2.0/user/workspaces", MEMBER)
         assert "acme" not in {v["workspace"]["slug"] for v in mine["values"]}
         for path in ("/2.0/workspaces/acme", "/2.0/repositories/acme", PERMS):
-            assert (await _get(session, sim.base_url + path, MEMBER))[0] == 404
+            assert (await get(session, sim.base_url + path, MEMBER))[0] == 404
