@@ -25,6 +25,18 @@ from exporter.store import schema
 log = logging.getLogger(__name__)
 
 OUTCOMES = ("ok", "forbidden", "failed", "skipped")
+STAGE_OBJECT = (
+    "INSERT OR REPLACE INTO stage_objects (snapshot_id, scope_id, uuid, object_type, slug, name, "
+    "is_private, parent_uuid) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+)
+STAGE_GRANT = (
+    "INSERT OR REPLACE INTO stage_grants (snapshot_id, scope_id, subject_type, subject_uuid, "
+    "object_type, object_uuid, permission) VALUES (?, ?, ?, ?, ?, ?, ?)"
+)
+STAGE_USER = (
+    "INSERT OR REPLACE INTO stage_users (snapshot_id, uuid, display_name, nickname, account_id) "
+    "VALUES (?, ?, ?, ?, ?)"
+)
 STAGE_TABLES = ("stage_observations", "stage_objects", "stage_grants", "stage_users")
 
 
@@ -213,51 +225,45 @@ class SnapshotWriter:
 
     async def stage(self, scope_id: int, records: Iterable[Record]) -> None:
         """Stage one page of a scope's records. A record seen twice (paging drift) counts once."""
+        s = self.snapshot_id
         objects, grants, users = [], [], []
-        for record in records:
-            if isinstance(record, ObjectRecord):
+        for r in records:
+            if isinstance(r, ObjectRecord):
                 objects.append(
-                    {
-                        "snapshot_id": self.snapshot_id,
-                        "scope_id": scope_id,
-                        "uuid": record.uuid,
-                        "object_type": record.object_type,
-                        "slug": record.slug,
-                        "name": record.name,
-                        "is_private": record.is_private,
-                        "parent_uuid": record.parent_uuid,
-                    }
+                    (
+                        s,
+                        scope_id,
+                        r.uuid,
+                        r.object_type,
+                        r.slug,
+                        r.name,
+                        r.is_private,
+                        r.parent_uuid,
+                    )
                 )
-            elif isinstance(record, GrantRecord):
+            elif isinstance(r, GrantRecord):
                 grants.append(
-                    {
-                        "snapshot_id": self.snapshot_id,
-                        "scope_id": scope_id,
-                        "subject_type": record.subject_type,
-                        "subject_uuid": record.subject_uuid,
-                        "object_type": record.object_type,
-                        "object_uuid": record.object_uuid,
-                        "permission": record.permission,
-                    }
+                    (
+                        s,
+                        scope_id,
+                        r.subject_type,
+                        r.subject_uuid,
+                        r.object_type,
+                        r.object_uuid,
+                        r.permission,
+                    )
                 )
-            elif isinstance(record, UserRecord):
-                users.append(
-                    {
-                        "snapshot_id": self.snapshot_id,
-                        "uuid": record.uuid,
-                        "display_name": record.display_name,
-                        "nickname": record.nickname,
-                        "account_id": record.account_id,
-                    }
-                )
+            elif isinstance(r, UserRecord):
+                users.append((s, r.uuid, r.display_name, r.nickname, r.account_id))
+        # Plain tuples through the driver: staging is the hot path of a large run.
         async with self._write_lock, self._engine.begin() as conn:
-            for table, rows in (
-                (schema.stage_objects, objects),
-                (schema.stage_grants, grants),
-                (schema.stage_users, users),
+            for statement, rows in (
+                (STAGE_OBJECT, objects),
+                (STAGE_GRANT, grants),
+                (STAGE_USER, users),
             ):
                 if rows:
-                    await conn.execute(insert(table).prefix_with("OR REPLACE"), rows)
+                    await conn.exec_driver_sql(statement, rows)
 
     async def finish_scope(self, scope_id: int, outcome: str, detail: str | None = None) -> None:
         """Record how the scope's observation ended. Only ``ok`` keeps what was staged."""
