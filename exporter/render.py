@@ -8,7 +8,6 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
-FORMATS = ("table", "json", "csv")
 MAX_CELL = 48
 
 

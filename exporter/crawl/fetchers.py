@@ -11,7 +11,7 @@ tolerant of extra fields; a row that lacks a required field fails the whole scop
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Hashable, Mapping
+from collections.abc import AsyncIterator, Callable, Hashable, Mapping
 from typing import Any
 from urllib.parse import quote
 
@@ -181,44 +181,48 @@ def fetch_repository_permissions(
     return _user_grants(client, path, REPOSITORY_PERMISSIONS_FIELDS, "repository", None)
 
 
-async def fetch_projects(
-    client: BitbucketClient, ws: WorkspaceRef
+async def _object_pages(
+    client: BitbucketClient,
+    path: str,
+    fields: str,
+    build: Callable[[_Rows, Mapping[str, Any], int], ObjectRecord],
 ) -> AsyncIterator[list[ObjectRecord]]:
+    """A listing of objects, one list of records per page, each row read by ``build``."""
+    async for page in client.iter_pages(path, params={"fields": fields}, key=OBJECT_KEY):
+        rows = _Rows.of(page)
+        yield [build(rows, row, index) for index, row in enumerate(page.values)]
+
+
+def _project(rows: _Rows, row: Mapping[str, Any], index: int) -> ObjectRecord:
+    key = rows.text(row, "key", index)
+    return ObjectRecord(
+        "project",
+        rows.text(row, "uuid", index),
+        key,
+        _optional_text(row, "name") or key,
+        _optional_bool(row, "is_private"),
+    )
+
+
+def _repository(rows: _Rows, row: Mapping[str, Any], index: int) -> ObjectRecord:
+    slug = rows.text(row, "slug", index)
+    return ObjectRecord(
+        "repository",
+        rows.text(row, "uuid", index),
+        slug,
+        _optional_text(row, "name") or slug,
+        _optional_bool(row, "is_private"),
+        parent_uuid=_optional_text(row, "project.uuid"),
+    )
+
+
+def fetch_projects(client: BitbucketClient, ws: WorkspaceRef) -> AsyncIterator[list[ObjectRecord]]:
     path = f"/2.0/workspaces/{_ws_path(ws.slug)}/projects"
-    params = {"fields": PROJECTS_FIELDS}
-    async for page in client.iter_pages(path, params=params, key=OBJECT_KEY):
-        rows, records = _Rows.of(page), []
-        for index, row in enumerate(page.values):
-            key = rows.text(row, "key", index)
-            records.append(
-                ObjectRecord(
-                    "project",
-                    rows.text(row, "uuid", index),
-                    key,
-                    _optional_text(row, "name") or key,
-                    _optional_bool(row, "is_private"),
-                )
-            )
-        yield records
+    return _object_pages(client, path, PROJECTS_FIELDS, _project)
 
 
-async def fetch_repositories(
+def fetch_repositories(
     client: BitbucketClient, ws: WorkspaceRef
 ) -> AsyncIterator[list[ObjectRecord]]:
     path = f"/2.0/repositories/{_ws_path(ws.slug)}"
-    params = {"fields": REPOSITORIES_FIELDS}
-    async for page in client.iter_pages(path, params=params, key=OBJECT_KEY):
-        rows, records = _Rows.of(page), []
-        for index, row in enumerate(page.values):
-            slug = rows.text(row, "slug", index)
-            records.append(
-                ObjectRecord(
-                    "repository",
-                    rows.text(row, "uuid", index),
-                    slug,
-                    _optional_text(row, "name") or slug,
-                    _optional_bool(row, "is_private"),
-                    parent_uuid=_optional_text(row, "project.uuid"),
-                )
-            )
-        yield records
+    return _object_pages(client, path, REPOSITORIES_FIELDS, _repository)
