@@ -143,7 +143,9 @@ class BitbucketClient:
             urls = [require_same_origin(URL(u), self._base, what="a page link") for u in planned]
             visited.update(str(url) for url in urls)
             logger.debug("GET %s: size %s; reading pages 2-%d", page.url, page.size, len(urls) + 1)
-            read = read_in_order(self._read_page, urls, first_number=2, lookahead=self._concurrency)
+            # Twice the concurrency: one slow page at the head does not stall the ones behind it.
+            ahead = 2 * self._concurrency
+            read = read_in_order(self._read_page, urls, first_number=2, lookahead=ahead)
             async with aclosing(read) as pages:
                 async for page in pages:
                     yield page

@@ -39,10 +39,12 @@ async def read_in_order(
         launch()
         while pending:
             page = await pending.popleft()
+            if page.values:
+                # Refill before handing the page over: reading goes on while the caller works.
+                launch()
             yield page
             if not page.values:
                 return
-            launch()
     finally:
         for task in pending:
             task.cancel()

@@ -3,7 +3,8 @@
 Imports only the standard library and ``yarl``. A plan is mutable while the server runs, so a test
 can add or clear rules between requests. A rule matches a path prefix, optionally an endpoint
 name (see ``routes``) and a page number, fires with probability ``rate`` and at most ``times``
-times (None: always). Every request waits ``latency`` plus up to ``jitter`` seconds.
+times (None: always). Every request is answered ``latency`` plus up to ``jitter`` seconds after
+it arrived: the simulator's own work happens within that time, as a real server's does.
 
 Everything is deterministic by ``seed``: whether a rule fires, and the jitter, are drawn from a
 hash of (seed, rule, request path and query, how many times that exact URL was asked before),

@@ -140,6 +140,9 @@ def _refusal(
 
 
 async def dispatch(request: web.Request) -> web.StreamResponse:
+    """Answer one request ``delay`` seconds after it arrived: the latency is the time the answer
+    takes, the simulator's own work included (as a real server's is), not added on top of it."""
+    arrived = asyncio.get_running_loop().time()
     state = request.app[STATE]
     state.requests.append(request.path_qs)
     found = route(request.path)
@@ -151,11 +154,28 @@ async def dispatch(request: web.Request) -> web.StreamResponse:
         url=request.path_qs,
     )
     delay += sum(f.latency for f in faults if f.kind is FaultKind.LATENCY)
-    if delay > 0:
-        await asyncio.sleep(delay)
+    response = _respond(state, request, found, faults)
+    remaining = arrived + delay - asyncio.get_running_loop().time()
+    if remaining > 0:
+        await asyncio.sleep(remaining)
+    if response is None:
+        return _reset(request)
+    body_faults = [f for f in faults if f.kind in BODY_FAULTS]
+    if response.status != 200 or not body_faults:
+        return response
+    return await _corrupt(response, body_faults, request)
+
+
+def _respond(
+    state: SimulatorState,
+    request: web.Request,
+    found: tuple[Endpoint, dict[str, str]] | None,
+    faults: list[Fault],
+) -> web.Response | None:
+    """The answer before body faults; None for a connection reset."""
     kinds = [f.kind for f in faults]
     if FaultKind.RESET in kinds:
-        return _reset(request)
+        return None
     for fault in faults:
         if fault.kind is FaultKind.STATUS:
             return _json(fault.status, error_json("Something went wrong", "Simulated fault"))
@@ -166,11 +186,7 @@ async def dispatch(request: web.Request) -> web.StreamResponse:
         return _json(404, error_json(f"Resource not found: {request.path}"))
     api = f"{request.url.scheme}://{request.url.raw_authority}"
     call = Call(state.org, caller, api, state.cache, dict(request.query))
-    response = _answer(state, request, call, found)
-    body_faults = [f for f in faults if f.kind in BODY_FAULTS]
-    if response.status != 200 or not body_faults:
-        return response
-    return await _corrupt(response, body_faults, request)
+    return _answer(state, request, call, found)
 
 
 async def _corrupt(

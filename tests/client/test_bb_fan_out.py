@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -13,6 +13,7 @@ import pytest
 from aiohttp import web
 
 from exporter.bitbucket import BitbucketClient, Page
+from exporter.bitbucket.fan_out import read_in_order
 from exporter.bitbucket.pagination import SeenRows, fan_out_urls
 from exporter.errors import ForbiddenError, UnsafeUrlError
 from tests.client.bb_fake import FakeBitbucket
@@ -227,3 +228,25 @@ def test_seen_rows_keeps_rows_without_a_key() -> None:
     second = seen.filter(Page([{"uuid": "a"}, {"x": 1}, {"uuid": "b"}], next=None, size=None))
     assert first.values == [{"uuid": "a"}, {"x": 1}]
     assert second.values == [{"x": 1}, {"uuid": "b"}] and seen.dropped == 1
+
+
+async def test_read_in_order_refills_before_the_caller_gets_a_page() -> None:
+    launched: list[int] = []
+
+    async def answer(target: str, number: int) -> Page:
+        await asyncio.sleep(0)
+        return Page(values=[{"uuid": target}] if number < 8 else [], next=None, size=None,
+                    number=number)
+
+    def read_page(target: str, number: int) -> Coroutine[Any, Any, Page]:
+        launched.append(number)  # when the read is launched, not when it first runs
+        return answer(target, number)
+
+    seen: list[tuple[int, int]] = []
+    async for page in read_in_order(read_page, [f"t{n}" for n in range(2, 12)], first_number=2,
+                                    lookahead=3):
+        # While the caller holds page n, pages up to n + 3 are already being read.
+        seen.append((page.number, max(launched)))
+    assert seen[:6] == [(n, n + 3) for n in range(2, 8)]
+    assert seen[-1][0] == 8  # the empty page is handed over, then reading stops
+    assert max(launched) <= 10
