@@ -15,7 +15,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from exporter.errors import ConfigError
-from exporter.store.sql import DIFF_SQL
+from exporter.store.sql import DIFF_BASELINE_COUNT_SQL, DIFF_SQL
 
 CHANGE_COLUMNS = (
     "snapshot_id",
@@ -185,7 +185,7 @@ async def default_pair(conn: AsyncConnection) -> tuple[int, int]:
 #: The diff without its baseline rows, and the count of those (a first snapshot has one per fact).
 CHANGES_ONLY_SQL = f"SELECT * FROM ({DIFF_SQL}) WHERE change <> 'baseline'"
 BASELINE_SQL = f"SELECT * FROM ({DIFF_SQL}) WHERE change = 'baseline'"
-BASELINE_COUNT_SQL = f"SELECT count(*) FROM ({DIFF_SQL}) WHERE change = 'baseline'"
+BASELINE_COUNT_SQL = DIFF_BASELINE_COUNT_SQL
 
 
 async def diff(conn: AsyncConnection, a: int, b: int, *, with_baseline: bool = False) -> Diff:

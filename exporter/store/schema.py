@@ -112,6 +112,20 @@ users = Table(
     Column("nickname", Text),
     Column("account_id", Text),
     Column("last_seen", Integer),
+    sqlite_with_rowid=False,  # looked up by uuid for every row a view labels
+)
+
+#: Every object's newest label, recomputed by the writer when a snapshot completes
+#: (``sql.LABELS_SQL``); read through the ``object_labels`` view.
+labels = Table(
+    "labels",
+    metadata,
+    Column("uuid", Text, primary_key=True),
+    Column("object_type", Text, nullable=False),
+    Column("label", Text, nullable=False),
+    Column("name", Text),
+    Column("workspace_uuid", Text),
+    sqlite_with_rowid=False,
 )
 
 stage_observations = Table(

@@ -34,7 +34,7 @@ CONSECUTIVE_PAIRS = """SELECT coalesce((SELECT max(p.id) FROM snapshots p
 
 ONE_PAIR = "SELECT :a AS a, :b AS b"
 
-CHANGES_BODY = """WITH
+CHANGES_CTES = """WITH
 pair(a, b) AS ({pairs}),
 ok_obs AS (SELECT scope_id, snapshot_id FROM observations WHERE outcome = 'ok'),
 old_o AS (
@@ -137,8 +137,9 @@ grant_changes AS (
                 ELSE 'changed' END AS change,
            {source} AS source
       FROM grant_pairs gp JOIN scopes s ON s.id = gp.scope_id),
-workspaces AS (SELECT uuid, label FROM object_labels WHERE object_type = 'workspace')
-SELECT c.b AS snapshot_id,
+workspaces AS (SELECT uuid, label FROM object_labels WHERE object_type = 'workspace')"""
+
+CHANGES_SELECT = """SELECT c.b AS snapshot_id,
        (SELECT sn.finished_at FROM snapshots sn WHERE sn.id = c.b) AS snapshot_at,
        c.a AS from_snapshot_id,
        coalesce(w.label, s.workspace_uuid) AS workspace,
@@ -185,10 +186,18 @@ SELECT c.b, (SELECT sn.finished_at FROM snapshots sn WHERE sn.id = c.b), c.a,
   LEFT JOIN object_labels l ON l.uuid = c.object_uuid
   LEFT JOIN users u ON u.uuid = c.subject_uuid"""
 
+CHANGES_BODY = CHANGES_CTES + "\n" + CHANGES_SELECT
 
-def changes_sql(pairs: str) -> str:
-    """The change rows for the snapshot pairs that ``pairs`` (a SELECT of ``a, b``) yields."""
-    return CHANGES_BODY.format(
+#: How many baseline rows the body yields, counted from the same rules without labelling them.
+BASELINE_COUNT_SELECT = """SELECT
+    (SELECT count(*) FROM object_changes WHERE change = 'baseline')
+  + (SELECT count(*) FROM grant_changes WHERE change = 'baseline')"""
+
+
+def changes_sql(pairs: str, select: str = CHANGES_SELECT) -> str:
+    """The change rows for the snapshot pairs that ``pairs`` (a SELECT of ``a, b``) yields, or
+    what ``select`` makes of the rules' CTEs (``object_changes``, ``grant_changes``)."""
+    return (CHANGES_CTES + "\n" + select).format(
         pairs=pairs,
         rank_new=RANK_SQL.format(col="gp.new_value"),
         rank_old=RANK_SQL.format(col="gp.old_value"),
@@ -197,10 +206,13 @@ def changes_sql(pairs: str) -> str:
 
 
 DIFF_SQL = changes_sql(ONE_PAIR)
+DIFF_BASELINE_COUNT_SQL = changes_sql(ONE_PAIR, BASELINE_COUNT_SELECT)
 ACCESS_CHANGES_SQL = changes_sql(CONSECUTIVE_PAIRS)
 
-#: The newest version of every object, with a readable label (``acme/payments-api``).
-OBJECT_LABELS_SQL = """SELECT o.uuid, o.object_type,
+#: The newest version of every object with a readable label (``acme/payments-api``): what the
+#: ``labels`` table holds. The writer recomputes it when a snapshot completes, so that the views,
+#: which label every row they return, look labels up by primary key instead of computing them.
+LABELS_SQL = """SELECT o.uuid, o.object_type,
        CASE WHEN o.object_type = 'workspace' THEN o.slug
             ELSE coalesce((SELECT w.slug FROM objects w
                             WHERE w.uuid = s.workspace_uuid AND w.object_type = 'workspace'
@@ -209,6 +221,13 @@ OBJECT_LABELS_SQL = """SELECT o.uuid, o.object_type,
        o.name, s.workspace_uuid
   FROM objects o JOIN scopes s ON s.id = o.scope_id
  WHERE o.id = (SELECT max(x.id) FROM objects x WHERE x.uuid = o.uuid)"""
+
+REFRESH_LABELS = (
+    "DELETE FROM labels",
+    f"INSERT INTO labels (uuid, object_type, label, name, workspace_uuid)\n{LABELS_SQL}",
+)
+
+OBJECT_LABELS_SQL = "SELECT uuid, object_type, label, name, workspace_uuid FROM labels"
 
 ACCESS_AT_SQL = """SELECT sn.id AS snapshot_id,
        sn.finished_at AS snapshot_at,

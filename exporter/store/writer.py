@@ -21,6 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from exporter.crawl.records import GrantRecord, ObjectRecord, Record, ScopeRef, UserRecord
 from exporter.errors import DatabaseError
 from exporter.store import schema
+from exporter.store.sql import REFRESH_LABELS
 
 log = logging.getLogger(__name__)
 
@@ -299,6 +300,8 @@ class SnapshotWriter:
             await self._claim(conn)
             for statement in MERGE_STATEMENTS:
                 await conn.execute(text(statement), {"s": s})
+            for statement in REFRESH_LABELS:
+                await conn.execute(text(statement))
             outcomes = await self._outcomes(conn)
             await conn.execute(
                 update(schema.snapshots)
