@@ -118,10 +118,13 @@ def _budget_rows(
         ))
     for preset in dict.fromkeys([medium, biggest]):
         run = http[preset]
+        judged = preset == biggest  # the budget is set for the reference org, "large"
         rows.append(Row(
             f"2. wall ÷ (requests * 100 ms ÷ {CONCURRENCY}) ({preset})",
-            f"{run.crawl.seconds:.1f} s / {run.ideal_seconds:.2f} s = {run.wall_ratio:.2f}",
-            "≤ 1.2", verdict(run.wall_ratio <= 1.2),
+            f"{run.crawl.seconds:.1f} s / {run.ideal_seconds:.2f} s = {run.wall_ratio:.2f} "
+            f"(÷ best possible schedule {run.best_schedule_seconds:.2f} s: {run.best_ratio:.2f})",
+            "≤ 1.2" if judged else "reported",
+            verdict(run.wall_ratio <= 1.2) if judged else verdict(None),
         ))
     rows.append(Row(
         "3a. 429s, client 45/2s under server 50/2s",
@@ -165,21 +168,28 @@ def _budget_rows(
         "≤ 10", verdict(year.ratio <= 10),
     ))
     rows.append(Row(
-        f"7a. diff of two snapshots ({biggest})",
-        f"{store.diff_seconds:.2f} s ({store.diff_rows} rows)", "≤ 2 s",
-        verdict(store.diff_seconds <= 2),
+        f"7a. diff of two snapshots ({biggest}): nightly / the first (all baseline)",
+        f"{store.diff_seconds:.2f} s ({store.diff_rows} rows) / "
+        f"{store.first_diff_seconds:.2f} s ({store.first_diff_rows} counted)", "≤ 2 s",
+        verdict(store.worst_diff <= 2),
+    ))
+    shell = store.access_at_shell_seconds
+    rows.append(Row(
+        f"7b. access_at WHERE snapshot_id = ? ({biggest}), sqlite3 shell to the last row",
+        "no sqlite3 shell here" if shell is None
+        else f"{shell:.2f} s ({store.access_at_rows} rows)", "≤ 2 s",
+        verdict(None if shell is None else shell <= 2),
     ))
     rows.append(Row(
-        f"7b. access_at WHERE snapshot_id = ? ({biggest})",
-        f"{store.access_at_seconds:.2f} s ({store.access_at_rows} rows)", "≤ 2 s",
-        verdict(store.access_at_seconds <= 2),
+        f"7c. the same read into Python (sqlite3 fetchall, 13 columns) ({biggest})",
+        f"{store.access_at_seconds:.2f} s", "≤ 2 s", verdict(store.access_at_seconds <= 2),
     ))
     return rows
 
 
 def _growth(presets: list[str], http: dict[str, HttpRun], stores: dict[str, TwoNights]) -> str:
     header = ("preset", "effective grants", "requests (min)", "wall @100 ms (÷ ideal)",
-              "merge first / nightly", "peak RSS", "diff", "access_at")
+              "merge first / nightly", "peak RSS", "diff nightly / first", "access_at")
     rows = []
     for preset in presets:
         run, store = http[preset], stores[preset]
@@ -188,7 +198,8 @@ def _growth(presets: list[str], http: dict[str, HttpRun], stores: dict[str, TwoN
             preset, str(grants), f"{run.server_requests} ({run.minimum})",
             f"{run.crawl.seconds:.1f} s ({run.wall_ratio:.2f})",
             f"{run.crawl.merge_seconds:.2f} s / {store.second_merge:.2f} s",
-            f"{run.crawl.peak_rss_mb:.0f} MB", f"{store.diff_seconds:.2f} s",
+            f"{run.crawl.peak_rss_mb:.0f} MB",
+            f"{store.diff_seconds:.2f} s / {store.first_diff_seconds:.2f} s",
             f"{store.access_at_seconds:.2f} s",
         ))
     return markdown(header, rows)

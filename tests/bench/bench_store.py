@@ -5,7 +5,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import random
+import shutil
 import sqlite3
+import statistics
+import subprocess
+import sys
 import tempfile
 import time
 from dataclasses import dataclass
@@ -18,41 +22,92 @@ from tests.bench.bench_records import NightWriter
 
 CHURN = 0.005
 ACCESS_AT = "SELECT * FROM access_at WHERE snapshot_id = ?"
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @dataclass(frozen=True)
 class TwoNights:
-    """Two snapshots of an org, a day of churn apart, and the queries over them."""
+    """Two snapshots of an org, a day of churn apart, and the queries over them.
+
+    Query times are medians of ``REPEAT`` runs, each in a fresh process: the bench's own process
+    holds the generated org, whose millions of objects would make every garbage collection
+    during a large fetch slower than it is for a user.
+    """
 
     first_merge: float
     second_merge: float
-    diff_seconds: float
+    diff_seconds: float  # the nightly diff: snapshot 1 to snapshot 2
     diff_rows: int
-    access_at_seconds: float
+    first_diff_seconds: float  # from nothing to snapshot 1: every fact counted as baseline
+    first_diff_rows: int
+    access_at_seconds: float  # read to its last row into Python with sqlite3
     access_at_rows: int
+    access_at_shell_seconds: float | None  # the sqlite3 shell, output discarded (None: no shell)
+
+    @property
+    def worst_diff(self) -> float:
+        return max(self.diff_seconds, self.first_diff_seconds)
 
 
-async def _diff_seconds(db: Path, a: int, b: int) -> tuple[float, int]:
+REPEAT = 3
+
+#: Run in a fresh process: time one query, print its seconds and rows.
+_CHILD = f"""
+import asyncio, contextlib, sqlite3, sys, time
+from pathlib import Path
+db, what, a, b = Path(sys.argv[1]), sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
+if what == "access_at":
+    with contextlib.closing(sqlite3.connect(db)) as conn:
+        started = time.perf_counter()
+        rows = len(conn.execute({ACCESS_AT!r}, (b,)).fetchall())
+else:
+    from tests.bench.bench_store import diff_in_process
+    started = time.perf_counter()
+    rows = asyncio.run(diff_in_process(db, a, b))
+print(time.perf_counter() - started, rows)
+"""
+
+
+async def diff_in_process(db: Path, a: int, b: int) -> int:
+    """``bbaccess diff --from a --to b`` as the CLI computes it; the rows it found or counted."""
     engine = await open_database(db, create=False)
     try:
         async with engine.connect() as conn:
-            started = time.perf_counter()
             found = await diff(conn, a, b)
-            seconds = time.perf_counter() - started
     finally:
         await engine.dispose()
-    return seconds, len(found.changes) + len(found.baseline) + len(found.unverified)
+    return len(found.changes) + found.baseline_count + len(found.unverified)
 
 
-def access_at_seconds(db: Path, snapshot_id: int) -> tuple[float, int]:
-    """``SELECT * FROM access_at WHERE snapshot_id = ?`` read to its last row, as sqlite3 does."""
-    with contextlib.closing(sqlite3.connect(db)) as conn:
+def timed_in_child(db: Path, what: str, a: int, b: int) -> tuple[float, int]:
+    """The median seconds of ``REPEAT`` fresh processes running one query, and its rows."""
+    runs = []
+    for _ in range(REPEAT):
+        done = subprocess.run(
+            [sys.executable, "-c", _CHILD, str(db), what, str(a), str(b)],
+            capture_output=True, text=True, check=True, cwd=ROOT,
+        )
+        seconds, rows = done.stdout.split()
+        runs.append((float(seconds), int(rows)))
+    return statistics.median(r[0] for r in runs), runs[0][1]
+
+
+def access_at_in_shell(db: Path, snapshot_id: int) -> float | None:
+    """Median seconds of the sqlite3 shell running ``access_at`` to its last row (output
+    discarded, start-up included); None where the shell is not installed."""
+    shell = shutil.which("sqlite3")
+    if shell is None:
+        return None
+    runs = []
+    for _ in range(REPEAT):
         started = time.perf_counter()
-        rows = conn.execute(ACCESS_AT, (snapshot_id,)).fetchall()
-        return time.perf_counter() - started, len(rows)
+        subprocess.run([shell, str(db), ACCESS_AT.replace("?", str(snapshot_id))],
+                       stdout=subprocess.DEVNULL, check=True)
+        runs.append(time.perf_counter() - started)
+    return statistics.median(runs)
 
 
-async def _two_nights(org: Org, db: Path, seed: int) -> TwoNights:
+async def _two_nights(org: Org, db: Path, seed: int) -> tuple[int, int, float, float]:
     nights = NightWriter(db)
     try:
         a, first = await nights.night(org)
@@ -60,9 +115,7 @@ async def _two_nights(org: Org, db: Path, seed: int) -> TwoNights:
         b, second = await nights.night(org)
     finally:
         await nights.close()
-    diff_s, diff_rows = await _diff_seconds(db, a, b)
-    at_s, at_rows = access_at_seconds(db, b)
-    return TwoNights(first, second, diff_s, diff_rows, at_s, at_rows)
+    return a, b, first, second
 
 
 def two_nights(org: Org, *, seed: int = 1) -> TwoNights:
@@ -71,7 +124,13 @@ def two_nights(org: Org, *, seed: int = 1) -> TwoNights:
     Mutates ``org``.
     """
     with tempfile.TemporaryDirectory() as tmp:
-        return asyncio.run(_two_nights(org, Path(tmp, "a.db"), seed))
+        db = Path(tmp, "a.db")
+        a, b, first, second = asyncio.run(_two_nights(org, db, seed))
+        diff_s, diff_rows = timed_in_child(db, "diff", a, b)
+        first_s, first_rows = timed_in_child(db, "diff", 0, a)
+        at_s, at_rows = timed_in_child(db, "access_at", a, b)
+        return TwoNights(first, second, diff_s, diff_rows, first_s, first_rows, at_s, at_rows,
+                         access_at_in_shell(db, b))
 
 
 @dataclass(frozen=True)
