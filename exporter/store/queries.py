@@ -186,6 +186,11 @@ async def default_pair(conn: AsyncConnection) -> tuple[int, int]:
 CHANGES_ONLY_SQL = f"SELECT * FROM ({DIFF_SQL}) WHERE change <> 'baseline'"
 BASELINE_SQL = f"SELECT * FROM ({DIFF_SQL}) WHERE change = 'baseline'"
 BASELINE_COUNT_SQL = DIFF_BASELINE_COUNT_SQL
+#: From nothing (``a`` = 0) no scope has an ok observation at or before ``a``, so by the diff's
+#: rules every fact known at ``b`` is a baseline and nothing is a change: only a count is left.
+FROM_NOTHING_COUNT_SQL = """SELECT
+    (SELECT count(*) FROM objects WHERE valid_from <= :b AND (valid_to IS NULL OR valid_to > :b))
+  + (SELECT count(*) FROM grants WHERE valid_from <= :b AND (valid_to IS NULL OR valid_to > :b))"""
 
 
 async def diff(conn: AsyncConnection, a: int, b: int, *, with_baseline: bool = False) -> Diff:
@@ -196,6 +201,10 @@ async def diff(conn: AsyncConnection, a: int, b: int, *, with_baseline: bool = F
     if a > b:
         raise ConfigError(f"--from ({a}) is after --to ({b}); swap them")
     params = {"a": a, "b": b}
+    unverified = await unverified_scopes(conn, a, b)
+    if a == 0 and not with_baseline:
+        count = int((await conn.execute(text(FROM_NOTHING_COUNT_SQL), params)).scalar_one())
+        return Diff(a, b, [], [], count, unverified)
     changes = [dict(r._mapping) for r in await conn.execute(text(CHANGES_ONLY_SQL), params)]
     changes.sort(key=_change_sort_key)
     if with_baseline:
@@ -205,7 +214,7 @@ async def diff(conn: AsyncConnection, a: int, b: int, *, with_baseline: bool = F
     else:
         baseline = []
         count = int((await conn.execute(text(BASELINE_COUNT_SQL), params)).scalar_one())
-    return Diff(a, b, changes, baseline, count, await unverified_scopes(conn, a, b))
+    return Diff(a, b, changes, baseline, count, unverified)
 
 
 def _change_sort_key(row: dict[str, Any]) -> tuple[Any, ...]:
