@@ -96,11 +96,15 @@ MERGE_STATEMENTS = (
                              AND o.scope_id = st.scope_id AND o.uuid = st.uuid)""",
     # A child scope (say, a repository's explicit grants) whose object left an ok listing of its
     # parent in this snapshot is closed here: its facts end with the object, reason "deleted".
+    # Only a scope observed ok before has facts to close; whether some run (perhaps one that
+    # crashed) merely attempted it must not change what a diff says.
     """INSERT OR REPLACE INTO observations (snapshot_id, scope_id, outcome, detail)
        SELECT :s, c.id, 'ok', 'deleted with its ' || c.object_type
          FROM scopes c
         WHERE c.parent_scope_id IN (SELECT scope_id FROM stage_observations
                                      WHERE snapshot_id = :s AND outcome = 'ok')
+          AND EXISTS (SELECT 1 FROM observations o WHERE o.scope_id = c.id
+                         AND o.outcome = 'ok' AND o.snapshot_id < :s)
           AND EXISTS (SELECT 1 FROM objects o WHERE o.scope_id = c.parent_scope_id
                          AND o.uuid = c.object_uuid AND o.valid_to = :s)
           AND NOT EXISTS (SELECT 1 FROM objects o WHERE o.scope_id = c.parent_scope_id

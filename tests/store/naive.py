@@ -36,10 +36,6 @@ class NaiveStore:
     # snapshot id -> scope -> facts, for ok observations only (deletion closures included)
     ok: dict[int, dict[str, Facts]] = field(default_factory=dict)
     complete: list[int] = field(default_factory=list)
-    # Scopes some run has attempted (the store registers a scope when a run first reads it).
-    # Only those are closed with their object: the store cannot close a scope it never knew of,
-    # and a scope never observed has nothing to close; its first ok observation is a baseline.
-    registered: set[str] = field(default_factory=set)
 
     def record(self, snapshot_id: int, observed: dict[str, Facts]) -> None:
         """Merge a complete snapshot's ok observations, closing children of deleted objects."""
@@ -47,8 +43,8 @@ class NaiveStore:
         for name, scope in self.scopes.items():
             if scope.parent is None or name in observed or scope.parent not in observed:
                 continue
-            if name not in self.registered:
-                continue
+            if not self.ok_snapshots(name):
+                continue  # never observed ok: nothing to close; its first facts are a baseline
             before = self.knowledge(snapshot_id - 1, scope.parent)
             after = observed[scope.parent]
             key = (scope.object_uuid or "",)
