@@ -110,8 +110,14 @@ async def open_database(path: Path, *, create: bool = True) -> AsyncEngine:
     check_database_path(path, create=create)
     engine = create_engine_for(path)
     try:
-        async with engine.begin() as connection:
+        async with engine.connect() as connection:
+            # One real transaction for the whole upgrade. The sqlite3 driver would otherwise
+            # commit each CREATE and DROP on its own, so that a failure half-way left a schema
+            # that is neither version. IMMEDIATE takes the write lock before the revision is
+            # read: a second process waits, then finds the database already upgraded.
+            await connection.exec_driver_sql("BEGIN IMMEDIATE")
             await connection.run_sync(_upgrade, path)
+            await connection.commit()
     except DBAPIError as error:
         await engine.dispose()
         raise DatabaseError(f"{path} cannot be used as a bbaccess database: {error.orig}") from None

@@ -7,7 +7,9 @@ import random
 import sqlite3
 from pathlib import Path
 
+import pytest
 from alembic import command
+from alembic.operations import Operations
 from sqlalchemy import Connection
 
 from exporter.simulator import apply_churn, generate_org
@@ -33,6 +35,11 @@ def answers(db: Path) -> dict[str, list[tuple[object, ...]]]:
 def tables(db: Path) -> set[str]:
     with sqlite3.connect(db) as conn:
         return {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+
+
+def views_and_tables(db: Path) -> list[tuple[str, str]]:
+    with sqlite3.connect(db) as conn:
+        return conn.execute("SELECT type, name FROM sqlite_master ORDER BY type, name").fetchall()
 
 
 async def to_revision(db: Path, revision: str) -> None:
@@ -77,3 +84,34 @@ async def test_a_database_of_revision_0001_is_upgraded_and_answers_the_same(
         (labelled,) = conn.execute("SELECT count(*) FROM labels").fetchone()
         (objects,) = conn.execute("SELECT count(DISTINCT uuid) FROM objects").fetchone()
     assert labelled == objects
+
+
+async def test_an_upgrade_that_fails_half_way_leaves_the_database_as_it_was(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    db = tmp_path / "a.db"
+    nights = NightWriter(db)
+    try:
+        await nights.night(generate_org("small", 3))
+    finally:
+        await nights.close()
+    await to_revision(db, "0001")
+    before = answers(db)
+    schema_before = views_and_tables(db)
+    execute = Operations.execute
+
+    def fail_late(self: Operations, sql: object, *args: object, **kwargs: object) -> object:
+        if isinstance(sql, str) and sql.startswith("INSERT INTO labels"):
+            raise RuntimeError("the disk filled up")
+        return execute(self, sql, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(Operations, "execute", fail_late)
+    with pytest.raises(RuntimeError, match="disk filled up"):
+        await open_database(db)
+    # Views dropped, users rebuilt, labels created: all of it rolled back.
+    assert views_and_tables(db) == schema_before and answers(db) == before
+
+    monkeypatch.setattr(Operations, "execute", execute)
+    engine = await open_database(db)
+    await engine.dispose()
+    assert "labels" in tables(db) and answers(db) == before
