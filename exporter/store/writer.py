@@ -39,6 +39,9 @@ STAGE_USER = (
     "VALUES (?, ?, ?, ?, ?)"
 )
 STAGE_TABLES = ("stage_observations", "stage_objects", "stage_grants", "stage_users")
+STAGE_ORDER = (STAGE_OBJECT, STAGE_GRANT, STAGE_USER)
+#: Staged rows written per transaction (about 50 pages of a permissions listing).
+STAGE_BATCH_ROWS = 5000
 
 
 def utc_now() -> str:
@@ -161,6 +164,10 @@ class SnapshotWriter:
         # Fetchers run concurrently; SQLite takes one writer at a time, so writes queue here.
         self._write_lock = asyncio.Lock()
         self._finished: set[int] = set()
+        # Staged rows wait here until a batch is full: one transaction per page rewrote the same
+        # index pages into the WAL again and again, and staging fell behind the fetchers.
+        self._pending: dict[str, list[tuple[object, ...]]] = {sql: [] for sql in STAGE_ORDER}
+        self._pending_rows = 0
         self.snapshot_id = 0
 
     async def begin(self) -> int:
@@ -229,46 +236,45 @@ class SnapshotWriter:
         return scope_id
 
     async def stage(self, scope_id: int, records: Iterable[Record]) -> None:
-        """Stage one page of a scope's records. A record seen twice (paging drift) counts once."""
+        """Stage one page of a scope's records. A record seen twice (paging drift) counts once.
+
+        Rows are written in batches of ``STAGE_BATCH_ROWS``, and whenever a scope is finished,
+        never held whole.
+        """
         s = self.snapshot_id
-        objects, grants, users = [], [], []
+        objects, grants, users = (self._pending[sql] for sql in STAGE_ORDER)
+        before = len(objects) + len(grants) + len(users)
         for r in records:
             if isinstance(r, ObjectRecord):
                 objects.append(
-                    (
-                        s,
-                        scope_id,
-                        r.uuid,
-                        r.object_type,
-                        r.slug,
-                        r.name,
-                        r.is_private,
-                        r.parent_uuid,
-                    )
+                    (s, scope_id, r.uuid, r.object_type, r.slug, r.name, r.is_private,
+                     r.parent_uuid)
                 )
             elif isinstance(r, GrantRecord):
                 grants.append(
-                    (
-                        s,
-                        scope_id,
-                        r.subject_type,
-                        r.subject_uuid,
-                        r.object_type,
-                        r.object_uuid,
-                        r.permission,
-                    )
+                    (s, scope_id, r.subject_type, r.subject_uuid, r.object_type, r.object_uuid,
+                     r.permission)
                 )
             elif isinstance(r, UserRecord):
                 users.append((s, r.uuid, r.display_name, r.nickname, r.account_id))
+        self._pending_rows += len(objects) + len(grants) + len(users) - before
+        if self._pending_rows >= STAGE_BATCH_ROWS:
+            await self._flush()
+
+    async def _flush(self) -> None:
+        """Write the pending rows in a transaction of their own."""
+        if self._pending_rows:
+            async with self._write_lock, self._engine.begin() as conn:
+                await self._write_pending(conn)
+
+    async def _write_pending(self, conn: AsyncConnection) -> None:
+        pending = self._pending
+        self._pending = {sql: [] for sql in STAGE_ORDER}
+        self._pending_rows = 0
         # Plain tuples through the driver: staging is the hot path of a large run.
-        async with self._write_lock, self._engine.begin() as conn:
-            for statement, rows in (
-                (STAGE_OBJECT, objects),
-                (STAGE_GRANT, grants),
-                (STAGE_USER, users),
-            ):
-                if rows:
-                    await conn.exec_driver_sql(statement, rows)
+        for statement in STAGE_ORDER:
+            if pending[statement]:
+                await conn.exec_driver_sql(statement, pending[statement])
 
     async def finish_scope(self, scope_id: int, outcome: str, detail: str | None = None) -> None:
         """Record how the scope's observation ended. Only ``ok`` keeps what was staged."""
@@ -279,6 +285,7 @@ class SnapshotWriter:
             raise RuntimeError(f"scope {scope_id} was already finished in this snapshot")
         self._finished.add(scope_id)
         async with self._write_lock, self._engine.begin() as conn:
+            await self._write_pending(conn)
             if outcome != "ok":
                 for table in (schema.stage_objects, schema.stage_grants):
                     await conn.execute(
@@ -302,6 +309,7 @@ class SnapshotWriter:
         s = self.snapshot_id
         async with self._engine.begin() as conn:
             await self._claim(conn)
+            await self._write_pending(conn)
             for statement in MERGE_STATEMENTS:
                 await conn.execute(text(statement), {"s": s})
             for statement in REFRESH_LABELS:
@@ -322,6 +330,8 @@ class SnapshotWriter:
 
     async def fail(self, message: str, counters: RunCounters, *, status: str = "failed") -> None:
         """End the snapshot without merging anything: facts stay as they were."""
+        self._pending = {sql: [] for sql in STAGE_ORDER}
+        self._pending_rows = 0
         async with self._engine.begin() as conn:
             await self._claim(conn)
             await conn.execute(

@@ -10,7 +10,7 @@ from sqlalchemy import text
 from exporter.crawl.records import GrantRecord, ScopeKind, ScopeRef
 from exporter.errors import DatabaseError
 from exporter.store.database import open_database
-from exporter.store.writer import RunCounters, SnapshotWriter
+from exporter.store.writer import STAGE_BATCH_ROWS, RunCounters, SnapshotWriter
 
 ROLES = ScopeRef(ScopeKind.WORKSPACE_ROLES, "{w}", "workspace", "{w}", "w/permissions")
 
@@ -44,5 +44,34 @@ async def test_a_scope_finished_twice_is_refused(tmp_path: Path) -> None:
         await writer.finish_scope(scope, "failed", "boom")
         with pytest.raises(RuntimeError, match="already finished"):
             await writer.finish_scope(scope, "ok")
+    finally:
+        await engine.dispose()
+
+
+async def test_staged_rows_are_written_in_batches_not_held_whole(tmp_path: Path) -> None:
+    engine = await open_database(tmp_path / "a.db")
+    try:
+        writer = SnapshotWriter(engine, tool_version="t")
+        await writer.begin()
+        scope = await writer.scope_id(ROLES)
+
+        async def staged() -> int:
+            async with engine.connect() as conn:
+                return int((await conn.execute(text("SELECT count(*) FROM stage_grants"))).scalar())
+
+        page = 100
+        for n in range(STAGE_BATCH_ROWS // page + 1):
+            await writer.stage(scope, [
+                GrantRecord("user", f"{{u{n}-{i}}}", "workspace", "{w}", "member")
+                for i in range(page)
+            ])
+        written = await staged()
+        assert STAGE_BATCH_ROWS <= written < STAGE_BATCH_ROWS + page
+        await writer.finish_scope(scope, "ok")  # a finished scope leaves nothing pending
+        assert await staged() == STAGE_BATCH_ROWS + page
+        await writer.complete(RunCounters())
+        async with engine.connect() as conn:
+            grants = (await conn.execute(text("SELECT count(*) FROM grants"))).scalar()
+        assert grants == STAGE_BATCH_ROWS + page and await staged() == 0
     finally:
         await engine.dispose()
