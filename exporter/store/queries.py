@@ -182,10 +182,9 @@ async def default_pair(conn: AsyncConnection) -> tuple[int, int]:
     return ids[-2], ids[-1]
 
 
-#: The diff without its baseline rows, and the count of those (a first snapshot has one per fact).
+#: The diff without its baseline rows, and those rows alone (a first snapshot has one per fact).
 CHANGES_ONLY_SQL = f"SELECT * FROM ({DIFF_SQL}) WHERE change <> 'baseline'"
 BASELINE_SQL = f"SELECT * FROM ({DIFF_SQL}) WHERE change = 'baseline'"
-BASELINE_COUNT_SQL = DIFF_BASELINE_COUNT_SQL
 #: From nothing (``a`` = 0) no scope has an ok observation at or before ``a``, so by the diff's
 #: rules every fact known at ``b`` is a baseline and nothing is a change: only a count is left.
 FROM_NOTHING_COUNT_SQL = """SELECT
@@ -213,7 +212,7 @@ async def diff(conn: AsyncConnection, a: int, b: int, *, with_baseline: bool = F
         count = len(baseline)
     else:
         baseline = []
-        count = int((await conn.execute(text(BASELINE_COUNT_SQL), params)).scalar_one())
+        count = int((await conn.execute(text(DIFF_BASELINE_COUNT_SQL), params)).scalar_one())
     return Diff(a, b, changes, baseline, count, unverified)
 
 

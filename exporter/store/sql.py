@@ -186,8 +186,6 @@ SELECT c.b, (SELECT sn.finished_at FROM snapshots sn WHERE sn.id = c.b), c.a,
   LEFT JOIN object_labels l ON l.uuid = c.object_uuid
   LEFT JOIN users u ON u.uuid = c.subject_uuid"""
 
-CHANGES_BODY = CHANGES_CTES + "\n" + CHANGES_SELECT
-
 #: How many baseline rows the body yields, counted from the same rules without labelling them.
 BASELINE_COUNT_SELECT = """SELECT
     (SELECT count(*) FROM object_changes WHERE change = 'baseline')

@@ -166,8 +166,8 @@ class SnapshotWriter:
         self._finished: set[int] = set()
         # Staged rows wait here until a batch is full: one transaction per page rewrote the same
         # index pages into the WAL again and again, and staging fell behind the fetchers.
-        self._pending: dict[str, list[tuple[object, ...]]] = {sql: [] for sql in STAGE_ORDER}
-        self._pending_rows = 0
+        self._pending: dict[str, list[tuple[object, ...]]] = {}
+        self._take_pending()
         self.snapshot_id = 0
 
     async def begin(self) -> int:
@@ -243,7 +243,6 @@ class SnapshotWriter:
         """
         s = self.snapshot_id
         objects, grants, users = (self._pending[sql] for sql in STAGE_ORDER)
-        before = len(objects) + len(grants) + len(users)
         for r in records:
             if isinstance(r, ObjectRecord):
                 objects.append(
@@ -257,20 +256,23 @@ class SnapshotWriter:
                 )
             elif isinstance(r, UserRecord):
                 users.append((s, r.uuid, r.display_name, r.nickname, r.account_id))
-        self._pending_rows += len(objects) + len(grants) + len(users) - before
-        if self._pending_rows >= STAGE_BATCH_ROWS:
+        if len(objects) + len(grants) + len(users) >= STAGE_BATCH_ROWS:
             await self._flush()
 
     async def _flush(self) -> None:
         """Write the pending rows in a transaction of their own."""
-        if self._pending_rows:
+        if any(self._pending.values()):
             async with self._write_lock, self._engine.begin() as conn:
                 await self._write_pending(conn)
 
-    async def _write_pending(self, conn: AsyncConnection) -> None:
+    def _take_pending(self) -> dict[str, list[tuple[object, ...]]]:
+        """The rows waiting to be staged, by statement, leaving none behind."""
         pending = self._pending
         self._pending = {sql: [] for sql in STAGE_ORDER}
-        self._pending_rows = 0
+        return pending
+
+    async def _write_pending(self, conn: AsyncConnection) -> None:
+        pending = self._take_pending()
         # Plain tuples through the driver: staging is the hot path of a large run.
         for statement in STAGE_ORDER:
             if pending[statement]:
@@ -330,8 +332,7 @@ class SnapshotWriter:
 
     async def fail(self, message: str, counters: RunCounters, *, status: str = "failed") -> None:
         """End the snapshot without merging anything: facts stay as they were."""
-        self._pending = {sql: [] for sql in STAGE_ORDER}
-        self._pending_rows = 0
+        self._take_pending()  # nothing of a failed snapshot is staged
         async with self._engine.begin() as conn:
             await self._claim(conn)
             await conn.execute(

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from aiohttp import web
 
@@ -77,3 +78,22 @@ async def serve() -> tuple[FakeBitbucket, web.AppRunner]:
     port = runner.addresses[0][1]
     fake.base_url = f"http://127.0.0.1:{port}"
     return fake, runner
+
+
+Answer = tuple[int, Any]
+
+
+def scripted(*answers: Answer) -> Any:
+    """A handler giving these (status, body) answers in turn (the last one forever).
+
+    A str body is sent as text/plain (as Bitbucket's 429), anything else as JSON.
+    """
+    queue = list(answers)
+
+    async def handler(request: web.Request) -> web.StreamResponse:
+        status, body = queue.pop(0) if len(queue) > 1 else queue[0]
+        if isinstance(body, str):
+            return web.Response(status=status, text=body)
+        return web.json_response(body, status=status)
+
+    return handler

@@ -21,7 +21,7 @@ from exporter.errors import (
     GoneError,
     UnsafeUrlError,
 )
-from tests.client.bb_fake import EMAIL, TOKEN, FakeBitbucket, RecordingSleep
+from tests.client.bb_fake import EMAIL, TOKEN, FakeBitbucket, RecordingSleep, scripted
 
 MakeClient = Callable[..., BitbucketClient]
 PATH = "/2.0/workspaces/acme/permissions"
@@ -32,25 +32,6 @@ def error_body(message: str, detail: Any = None) -> dict[str, Any]:
     if detail is not None:
         error["detail"] = detail
     return {"type": "error", "error": error}
-
-
-Answer = tuple[int, Any]
-
-
-def scripted(*answers: Answer) -> Any:
-    """A handler giving these (status, body) answers in turn (the last one forever).
-
-    A str body is sent as text/plain (as Bitbucket's 429), anything else as JSON.
-    """
-    queue = list(answers)
-
-    async def handler(request: web.Request) -> web.StreamResponse:
-        status, body = queue.pop(0) if len(queue) > 1 else queue[0]
-        if isinstance(body, str):
-            return web.Response(status=status, text=body)
-        return web.json_response(body, status=status)
-
-    return handler
 
 
 def paged(base: str, pages: list[list[dict[str, Any]]], nexts: Sequence[str | None]) -> Any:

@@ -12,23 +12,16 @@ import pytest
 from aiohttp import web
 
 from exporter.bitbucket import BitbucketClient, RateBudget, RetryPolicy
-from tests.client.bb_fake import FakeBitbucket, FakeClock, RecordingSleep, most_in_any_window
+from tests.client.bb_fake import (
+    FakeBitbucket,
+    FakeClock,
+    RecordingSleep,
+    most_in_any_window,
+    scripted,
+)
 
 MakeClient = Callable[..., BitbucketClient]
 LIMITED = "Rate limit for this resource has been exceeded"
-
-
-def scripted(*answers: tuple[int, Any]) -> Any:
-    """(status, body) answers in turn, the last one forever; a str body is text/plain."""
-    queue = list(answers)
-
-    async def handler(request: web.Request) -> web.StreamResponse:
-        status, body = queue.pop(0) if len(queue) > 1 else queue[0]
-        if isinstance(body, str):
-            return web.Response(status=status, text=body)
-        return web.json_response(body, status=status)
-
-    return handler
 
 
 async def spin(until: Callable[[], bool] = lambda: False, rounds: int = 300) -> None:

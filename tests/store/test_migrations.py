@@ -32,14 +32,13 @@ def answers(db: Path) -> dict[str, list[tuple[object, ...]]]:
         return {name: conn.execute(sql).fetchall() for name, sql in QUERIES.items()}
 
 
-def tables(db: Path) -> set[str]:
-    with sqlite3.connect(db) as conn:
-        return {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
-
-
 def views_and_tables(db: Path) -> list[tuple[str, str]]:
     with sqlite3.connect(db) as conn:
         return conn.execute("SELECT type, name FROM sqlite_master ORDER BY type, name").fetchall()
+
+
+def tables(db: Path) -> set[str]:
+    return {name for kind, name in views_and_tables(db) if kind == "table"}
 
 
 async def to_revision(db: Path, revision: str) -> None:
