@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 DB ?= bbaccess-demo.db
 
 .DEFAULT_GOAL := help
-.PHONY: help demo test bench lint typecheck clean
+.PHONY: help demo test install-check bench lint typecheck clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -19,10 +19,14 @@ $(BIN)/bbaccess: pyproject.toml
 demo: $(BIN)/bbaccess ## snapshot the built-in simulator, churn a day, snapshot again, show the diff
 	$(BIN)/bbaccess demo --db $(DB)
 
-test: $(BIN)/bbaccess ## run the tests, then ruff and mypy --strict on exporter/
+test: $(BIN)/bbaccess ## run the tests, ruff and mypy --strict on exporter/, then install the wheel and run the demo
 	$(BIN)/python -m pytest -q
 	$(BIN)/ruff check exporter tests
 	$(BIN)/mypy exporter
+	PYTHON=$(PYTHON) tests/install_check.sh
+
+install-check: $(BIN)/bbaccess ## build the wheel, install it in a fresh venv outside the checkout, run the demo
+	PYTHON=$(PYTHON) tests/install_check.sh
 
 $(VENV)/.bench-installed: pyproject.toml $(BIN)/bbaccess
 	$(BIN)/pip install --quiet -e '.[test,bench]'

@@ -25,17 +25,25 @@ from exporter.errors import DatabaseError, SnapshotRunningError
 
 log = logging.getLogger(__name__)
 
-MIGRATIONS_DIR = Path(__file__).resolve().parents[2] / "migrations"
+_PACKAGE_DIR = Path(__file__).resolve().parents[1]
+# An installed wheel carries the migrations as exporter/migrations; a source checkout keeps them at
+# the top of the repository, beside exporter/.
+MIGRATIONS_DIRS = (_PACKAGE_DIR / "migrations", _PACKAGE_DIR.parent / "migrations")
+
+
+def migrations_dir() -> Path:
+    for candidate in MIGRATIONS_DIRS:
+        if (candidate / "env.py").is_file():
+            return candidate
+    raise DatabaseError(
+        f"the schema migrations are missing (looked in {MIGRATIONS_DIRS[0]}); this bbaccess "
+        "install is incomplete: reinstall it with 'pip install --force-reinstall bbaccess'"
+    )
 
 
 def alembic_config() -> Config:
-    if not (MIGRATIONS_DIR / "env.py").is_file():
-        raise DatabaseError(
-            f"the schema migrations are missing ({MIGRATIONS_DIR}); install bbaccess from its "
-            "source tree with 'pip install -e .'"
-        )
     config = Config()
-    config.set_main_option("script_location", str(MIGRATIONS_DIR))
+    config.set_main_option("script_location", str(migrations_dir()))
     return config
 
 

@@ -1,0 +1,1 @@
+"""Alembic migrations of the bbaccess schema; installed as ``exporter.migrations``."""
