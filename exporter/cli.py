@@ -80,6 +80,13 @@ def build_parser() -> argparse.ArgumentParser:
                       "Bitbucket allows about 1,000 an hour), 100/10m, 5/s")
     snap.add_argument("--timeout", type=float, default=60.0, metavar="SECONDS",
                       help="give up on one request after this long, then retry (default 60)")
+    snap.add_argument("--max-requests", type=int, metavar="N",
+                      help="the night's cap on requests: the workspace-wide listings are always "
+                      "read whole, then explicit grants in priority order until the cap; the "
+                      "rest are skipped and come first next night (default: no cap)")
+    snap.add_argument("--deadline", metavar="DURATION",
+                      help="start no explicit-grant scope after this long: 6h (default), 90m, "
+                      "1h30m, or 'none'")
     _verbosity(snap)
 
     runs = commands.add_parser("snapshots", help="list the runs with their status and counts",
@@ -103,6 +110,34 @@ def build_parser() -> argparse.ArgumentParser:
                       help="also list baseline facts (first observed, so not changes)")
     diff.add_argument("--sql", action="store_true",
                       help="print the SQL that computes the diff (parameters :a and :b) and exit")
+
+    who = commands.add_parser(
+        "who-can-access", help="who can reach a repository, and through what",
+        description="Every user with access to WORKSPACE/REPO at a snapshot, the effective "
+        "level, and each recorded source that explains it: a direct grant, a group, the "
+        "project (directly or through a group), or the workspace owner role; each with the "
+        "snapshot it was observed in. Flags access that no recorded source explains, and a "
+        "grant above the effective level.",
+    )
+    _db_argument(who)
+    who.add_argument("repository", metavar="WORKSPACE/REPO")
+    who.add_argument("--at", metavar="WHEN", help="a snapshot id, date or timestamp (default: "
+                     "the last complete snapshot)")
+    _format_argument(who)
+    who.add_argument("--sql", action="store_true", help="print the SQL it runs (parameters :s, "
+                     "the snapshot, and :repository, a uuid) and exit")
+
+    person = commands.add_parser(
+        "access", help="everything one person can reach, and through what",
+        description="Every repository USER can reach at a snapshot, by the same rules as "
+        "who-can-access. USER is a uuid, account id, nickname or display name; a name that fits "
+        "several users, or only part of one, is an error that lists whom it could mean.",
+    )
+    _db_argument(person)
+    person.add_argument("user", metavar="USER")
+    person.add_argument("--at", metavar="WHEN", help="a snapshot id, date or timestamp (default: "
+                        "the last complete snapshot)")
+    _format_argument(person)
 
     demo = commands.add_parser(
         "demo", help="snapshot the built-in simulator, churn a day, snapshot again, show the diff",
@@ -154,7 +189,8 @@ def _verbosity(parser: argparse.ArgumentParser) -> None:
 
 def _configure_logging(args: argparse.Namespace) -> None:
     # The demo tells its own story; its per-scope lines are there with -v.
-    level = logging.WARNING if args.command in ("demo", "diff", "snapshots") else logging.INFO
+    quiet = ("demo", "diff", "snapshots", "who-can-access", "access", "coverage")
+    level = logging.WARNING if args.command in quiet else logging.INFO
     if getattr(args, "verbose", False):
         level = logging.DEBUG if args.command == "snapshot" else logging.INFO
     elif getattr(args, "quiet", False):
@@ -172,6 +208,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         "snapshot": command_snapshot,
         "snapshots": command_snapshots,
         "diff": command_diff,
+        "who-can-access": command_who_can_access,
+        "access": command_access,
         "demo": command_demo,
         "simulate": command_simulate,
     }[args.command]
@@ -206,7 +244,8 @@ def command_snapshot(args: argparse.Namespace) -> int:
 
     settings = settings_from_env(db_path=args.db, workspaces=tuple(args.workspace),
                                  concurrency=args.concurrency, timeout=args.timeout,
-                                 rate=args.rate)
+                                 rate=args.rate, max_requests=args.max_requests,
+                                 deadline=args.deadline)
     return report_run(asyncio.run(run_snapshot(settings)))
 
 
@@ -246,6 +285,27 @@ def command_diff(args: argparse.Namespace) -> int:
     result = asyncio.run(load_diff(args.db, args.from_ref, args.to_ref,
                                    with_baseline=args.baseline))
     print_diff(result, fmt=args.format, baseline=args.baseline)
+    return EXIT_OK
+
+
+def command_who_can_access(args: argparse.Namespace) -> int:
+    from exporter.store.access import WHO_SQL
+
+    if args.sql:
+        print(WHO_SQL)
+        return EXIT_OK
+    from exporter.access_report import load_who, print_report
+
+    report = asyncio.run(load_who(args.db, args.repository, args.at))
+    print_report(report, fmt=args.format, what="repository")
+    return EXIT_OK
+
+
+def command_access(args: argparse.Namespace) -> int:
+    from exporter.access_report import load_access, print_report
+
+    report = asyncio.run(load_access(args.db, args.user, args.at))
+    print_report(report, fmt=args.format, what="user")
     return EXIT_OK
 
 

@@ -11,12 +11,14 @@ The only module that reads the environment. Variables:
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from exporter.bitbucket import DEFAULT_RATE, Auth, BasicAuth, BearerAuth, RetryPolicy, parse_rate
 from exporter.bitbucket.origin import check_base_url
+from exporter.crawl.plan import DEFAULT_DEADLINE_SECONDS
 from exporter.errors import ConfigError
 
 DEFAULT_API_URL = "https://api.bitbucket.org"
@@ -44,6 +46,10 @@ class Settings:
     rate: tuple[int, float] = parse_rate(DEFAULT_RATE)
     #: Seconds between progress lines while a run goes on.
     progress_every: float = 60.0
+    #: The night's cap on requests (None: only the rate and the deadline limit the run).
+    max_requests: int | None = None
+    #: Seconds after the start past which no per-object scope is started (None: no deadline).
+    deadline: float | None = DEFAULT_DEADLINE_SECONDS
 
 
 def auth_from_env(env: Mapping[str, str]) -> Auth:
@@ -75,6 +81,26 @@ def auth_from_env(env: Mapping[str, str]) -> Auth:
     raise ConfigError(f"no credentials: {CREDENTIALS_HELP}")
 
 
+_DURATION = re.compile(r"(?:(\d+(?:\.\d+)?)h)?(?:(\d+(?:\.\d+)?)m)?(?:(\d+(?:\.\d+)?)s)?")
+
+
+def parse_deadline(text: str) -> float | None:
+    """``6h``, ``90m``, ``1h30m``, ``45s`` -> seconds; ``none`` -> no deadline."""
+    cleaned = text.strip().lower()
+    if cleaned == "none":
+        return None
+    match = _DURATION.fullmatch(cleaned)
+    if not cleaned or match is None or not any(match.groups()):
+        raise ConfigError(
+            f"--deadline takes a duration such as 6h, 90m, 1h30m or 45s, or 'none'; not {text!r}"
+        )
+    hours, minutes, seconds = (float(part or 0) for part in match.groups())
+    total = hours * 3600 + minutes * 60 + seconds
+    if total <= 0:
+        raise ConfigError(f"--deadline must be longer than 0 s (or 'none'), not {text!r}")
+    return total
+
+
 def settings_from_env(
     *,
     db_path: Path,
@@ -82,6 +108,8 @@ def settings_from_env(
     concurrency: int = DEFAULT_CONCURRENCY,
     timeout: float = DEFAULT_TIMEOUT,
     rate: str = DEFAULT_RATE,
+    max_requests: int | None = None,
+    deadline: str | None = None,
     env: Mapping[str, str] | None = None,
 ) -> Settings:
     env = os.environ if env is None else env
@@ -98,8 +126,12 @@ def settings_from_env(
     for slug in workspaces:
         if not slug or "/" in slug or slug.strip() != slug:
             raise ConfigError(f"--workspace takes a workspace slug such as 'acme', not {slug!r}")
+    if max_requests is not None and max_requests < 1:
+        raise ConfigError(f"--max-requests must be a positive number, not {max_requests}")
     return Settings(
         db_path=db_path,
+        max_requests=max_requests,
+        deadline=DEFAULT_DEADLINE_SECONDS if deadline is None else parse_deadline(deadline),
         api_url=api_url.rstrip("/"),
         auth=auth_from_env(env),
         workspaces=tuple(dict.fromkeys(workspaces)),

@@ -53,6 +53,7 @@ def print_diff(result: Diff, *, fmt: str, baseline: bool, out: TextIO | None = N
             "changes": result.changes,
             "baseline_count": result.baseline_count,
             "unverified": [vars(u) for u in result.unverified],
+            "unverified_per_object": [vars(u) for u in result.unverified_per_object],
         }
         if baseline:
             document["baseline"] = result.baseline
@@ -74,3 +75,10 @@ def print_diff(result: Diff, *, fmt: str, baseline: bool, out: TextIO | None = N
         for scope in result.unverified:
             detail = f": {scope.detail}" if scope.detail else ""
             print(f"  {scope.label} ({scope.outcome}{detail})", file=out)
+    if result.unverified_per_object:
+        total = sum(u.count for u in result.unverified_per_object)
+        print(f"{total} explicit-grant scopes of repositories and projects not observed in "
+              "between (rationed across nights, or refused), so nothing is claimed about them:",
+              file=out)
+        for count in result.unverified_per_object:
+            print(f"  {count.kind}: {count.count} {count.outcome}", file=out)

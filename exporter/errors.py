@@ -20,6 +20,17 @@ there was one, ``status``. Messages never contain a secret.
 
 from __future__ import annotations
 
+from enum import StrEnum
+
+
+class Outcome(StrEnum):
+    """How the observation of one scope ended. Only ``ok`` changes facts."""
+
+    OK = "ok"  # every page read: the facts are the scope's whole truth at that moment
+    FORBIDDEN = "forbidden"  # 401/403/404: this credential may not see it
+    FAILED = "failed"  # gave up after retries, or the answer was malformed
+    SKIPPED = "skipped"  # the plan left it for a later night (request budget or deadline)
+
 
 class ExporterError(Exception):
     """Base of every error bbaccess raises on purpose."""
@@ -56,13 +67,13 @@ class AuthenticationError(ApiError):
 class ScopeError(ApiError):
     """One scope could not be read; the run records it and goes on."""
 
-    outcome = "failed"
+    outcome = Outcome.FAILED
 
 
 class ForbiddenError(ScopeError):
     """This credential may not see the scope (401/403/404 on a listing)."""
 
-    outcome = "forbidden"
+    outcome = Outcome.FORBIDDEN
 
 
 class GoneError(ScopeError):

@@ -1,9 +1,12 @@
 """One snapshot, end to end: discover workspaces, observe every scope, merge.
 
 ``run_snapshot(settings)`` is the one async entry point. It wires the fetchers (HTTP side) to the
-snapshot writer (store side); neither knows the other. Every scope ends as one observation: ``ok``
-with its records staged page by page, or ``forbidden``/``failed`` with the reason. A refused
-credential stops the run at once; nothing of it is merged.
+snapshot writer (store side); neither knows the other. The workspace-wide listings are read
+first, whole; then the per-object scopes (explicit grants of each repository and project) in the
+planner's order, until the night's request budget or deadline (``crawl.plan``). Every scope
+attempted ends as one observation: ``ok`` with its records staged page by page, or
+``forbidden``/``failed`` with the reason; per-object scopes left for a later night are counted as
+``skipped``. A refused credential stops the run at once; nothing of it is merged.
 """
 
 from __future__ import annotations
@@ -20,30 +23,49 @@ import aiohttp
 from exporter import __version__
 from exporter.bitbucket import BitbucketClient, RateBudget
 from exporter.config import Settings
-from exporter.crawl.fetchers import (
-    fetch_projects,
-    fetch_repositories,
-    fetch_repository_permissions,
-    fetch_workspace,
-    fetch_workspace_roles,
-    list_workspaces,
+from exporter.crawl.fetchers import fetch_workspace, list_workspaces
+from exporter.crawl.plan import (
+    Candidate,
+    NightBudget,
+    NightPlan,
+    ScopeHistory,
+    in_priority_order,
+    plan_night,
 )
-from exporter.crawl.records import ObjectRecord, Record, ScopeKind, ScopeRef, WorkspaceRef
+from exporter.crawl.records import (
+    ObjectRecord,
+    Outcome,
+    Record,
+    ScopeKind,
+    ScopeRef,
+    ScopeTarget,
+    WorkspaceRef,
+)
+from exporter.crawl.scopes import WORKSPACE_WIDE, ScopeSpec, per_object_kinds
 from exporter.errors import ExporterError, ForbiddenError, ScopeError, UnsafeUrlError
-from exporter.progress import Plan, plan_line, show_progress
+from exporter.progress import Plan, duration, show_progress
 from exporter.store.database import RunLock, check_database_path, open_database
-from exporter.store.queries import known_workspaces, last_complete_requests
+from exporter.store.queries import (
+    KnownObject,
+    known_objects,
+    known_workspaces,
+    last_complete_requests,
+    per_object_history,
+    workspace_requests_estimate,
+)
 from exporter.store.writer import RunCounters, SnapshotSummary, SnapshotWriter
 
 log = logging.getLogger(__name__)
 
 Pages = AsyncIterator[Sequence[Record]]
+#: Per-object scopes registered per transaction.
+REGISTER_BATCH = 500
 
 
 @dataclass(frozen=True)
 class ScopeReport:
     label: str
-    outcome: str
+    outcome: Outcome
     rows: int
     detail: str | None = None
 
@@ -55,62 +77,83 @@ class RunResult:
     seconds: float
     scopes: list[ScopeReport] = field(default_factory=list)
     unreachable: list[str] = field(default_factory=list)
+    plan: NightPlan | None = None
 
     @property
     def has_gaps(self) -> bool:
         return self.summary.has_gaps or bool(self.unreachable)
 
 
+@dataclass
+class Knowledge:
+    """What the database knew when the run began, for discovery and the plan."""
+
+    previous: tuple[int, int] | None = None
+    workspaces: list[WorkspaceRef] = field(default_factory=list)
+    objects: list[KnownObject] = field(default_factory=list)
+    history: dict[tuple[str, str], tuple[int | None, bool]] = field(default_factory=dict)
+    workspace_requests: int = 0
+
+
+@dataclass
+class Listed:
+    """Repositories and projects as tonight's ok listings showed them, by workspace."""
+
+    objects: dict[str, list[KnownObject]] = field(default_factory=dict)
+    ok: set[tuple[str, ScopeKind]] = field(default_factory=set)
+    forbidden: set[tuple[str, ScopeKind]] = field(default_factory=set)
+
+
 def workspace_scopes(ws: WorkspaceRef) -> dict[ScopeKind, ScopeRef]:
     """The workspace-wide scopes of ``ws``, labelled by the endpoint that reads them."""
-    paths = {
-        ScopeKind.WORKSPACE: f"/2.0/workspaces/{ws.slug}",
-        ScopeKind.WORKSPACE_ROLES: f"/2.0/workspaces/{ws.slug}/permissions",
-        ScopeKind.PROJECTS: f"/2.0/workspaces/{ws.slug}/projects",
-        ScopeKind.REPOSITORIES: f"/2.0/repositories/{ws.slug}",
-        ScopeKind.REPOSITORY_PERMISSIONS: f"/2.0/workspaces/{ws.slug}/permissions/repositories",
-    }
-    return {
-        kind: ScopeRef(kind, ws.uuid, "workspace", ws.uuid, label) for kind, label in paths.items()
-    }
-
-
-async def _workspace_pages(
-    client: BitbucketClient, ws: WorkspaceRef, known: ObjectRecord | None
-) -> Pages:
-    yield [known if known is not None else await fetch_workspace(client, ws.slug)]
-
-
-def scope_pages(
-    client: BitbucketClient, ws: WorkspaceRef, known: ObjectRecord | None
-) -> dict[ScopeKind, Callable[[], Pages]]:
-    """How each workspace-wide scope is read: a page iterator per scope kind."""
-    return {
-        ScopeKind.WORKSPACE: lambda: _workspace_pages(client, ws, known),
-        ScopeKind.WORKSPACE_ROLES: lambda: fetch_workspace_roles(client, ws),
-        ScopeKind.PROJECTS: lambda: fetch_projects(client, ws),
-        ScopeKind.REPOSITORIES: lambda: fetch_repositories(client, ws),
-        ScopeKind.REPOSITORY_PERMISSIONS: lambda: fetch_repository_permissions(client, ws),
-    }
+    target = ScopeTarget.of_workspace(ws)
+    return {spec.kind: spec.ref(target) for spec in WORKSPACE_WIDE}
 
 
 async def observe_scope(
-    writer: SnapshotWriter, scope: ScopeRef, read: Callable[[], Pages]
+    writer: SnapshotWriter,
+    scope: ScopeRef,
+    read: Callable[[], Pages],
+    *,
+    scope_id: int | None = None,
 ) -> ScopeReport:
     """Read one scope to its last page, staging each page; record how it ended."""
-    scope_id = await writer.scope_id(scope)
-    rows, outcome, detail = 0, "ok", None
+    if scope_id is None:
+        scope_id = await writer.scope_id(scope)
+    rows, pages, outcome, detail = 0, 0, Outcome.OK, None
     try:
         async for batch in read():
+            pages += 1
             await writer.stage(scope_id, batch)
             rows += len(batch)
     except (ScopeError, UnsafeUrlError) as error:
-        outcome = error.outcome if isinstance(error, ScopeError) else "failed"
+        outcome = error.outcome if isinstance(error, ScopeError) else Outcome.FAILED
         detail = str(error)
         log.warning("%s: %s (%s)", scope.label, outcome, detail)
-    await writer.finish_scope(scope_id, outcome, detail)
+    await writer.finish_scope(scope_id, outcome, detail, requests=pages)
     log.info("%s: %s, %d records", scope.label, outcome, rows)
     return ScopeReport(scope.label, outcome, rows, detail)
+
+
+def _reader(spec: ScopeSpec, client: BitbucketClient, target: ScopeTarget) -> Callable[[], Pages]:
+    return lambda: spec.pages(client, target)
+
+
+def _listed_pages(
+    read: Callable[[], Pages], ws: WorkspaceRef, listed: list[KnownObject]
+) -> Callable[[], Pages]:
+    """``read``, noting the repositories and projects it lists for the per-object scopes."""
+
+    async def pages() -> Pages:
+        async for batch in read():
+            listed.extend(
+                KnownObject(ws.uuid, r.object_type, r.uuid, r.slug, r.parent_uuid)
+                for r in batch
+                if isinstance(r, ObjectRecord) and r.object_type in ("repository", "project")
+            )
+            yield batch
+
+    return pages
 
 
 async def discover(
@@ -147,8 +190,8 @@ async def observe_vanished(
         detail = f"workspace {ws.slug!r} is no longer listed by /2.0/user/workspaces"
         log.warning("%s", detail)
         for scope in workspace_scopes(ws).values():
-            await writer.finish_scope(await writer.scope_id(scope), "forbidden", detail)
-            reports.append(ScopeReport(scope.label, "forbidden", 0, detail))
+            await writer.finish_scope(await writer.scope_id(scope), Outcome.FORBIDDEN, detail)
+            reports.append(ScopeReport(scope.label, Outcome.FORBIDDEN, 0, detail))
     return reports
 
 
@@ -163,57 +206,269 @@ def counters_of(client: BitbucketClient) -> RunCounters:
     )
 
 
-async def observe_all(
-    client: BitbucketClient,
-    writer: SnapshotWriter,
-    settings: Settings,
-    previous: tuple[int, int] | None = None,
-    known: list[WorkspaceRef] | None = None,
-) -> tuple[list[ScopeReport], list[str]]:
-    workspaces, unreachable = await discover(client, settings)
-    vanished: list[ScopeReport] = []
-    if not settings.workspaces and known:
-        vanished = await observe_vanished(writer, known, {ws.uuid for ws, _ in workspaces})
-    log.info(
-        "reading %d workspace(s): %s",
-        len(workspaces),
-        ", ".join(ws.slug for ws, _ in workspaces) or "none",
-    )
-    jobs: list[Coroutine[Any, Any, ScopeReport]] = []
-    for ws, record in workspaces:
-        readers = scope_pages(client, ws, record)
-        for kind, scope in workspace_scopes(ws).items():
-            jobs.append(observe_scope(writer, scope, readers[kind]))
-    plan = Plan(len(jobs), *expected_requests(len(jobs), previous), rate=settings.rate)
-    log.info("%s", plan_line(plan))
-    finished: list[ScopeReport] = []
+class Run:
+    """One run's observing: the workspace-wide listings, then the per-object scopes."""
 
-    async def observed(job: Coroutine[Any, Any, ScopeReport]) -> ScopeReport:
+    def __init__(
+        self,
+        client: BitbucketClient,
+        writer: SnapshotWriter,
+        settings: Settings,
+        knowledge: Knowledge,
+        budget: RateBudget,
+    ) -> None:
+        self.client, self.writer, self.settings = client, writer, settings
+        self.knowledge, self.budget = knowledge, budget
+        self.night = NightBudget(settings.rate, settings.max_requests, settings.deadline)
+        self.started = budget.now()
+        self.listed = Listed()
+        self.finished: list[ScopeReport] = []
+        self.plan: NightPlan | None = None
+
+    async def observe_all(self) -> tuple[list[ScopeReport], list[str]]:
+        workspaces, unreachable = await discover(self.client, self.settings)
+        vanished: list[ScopeReport] = []
+        if not self.settings.workspaces and self.knowledge.workspaces:
+            seen = {ws.uuid for ws, _ in workspaces}
+            vanished = await observe_vanished(self.writer, self.knowledge.workspaces, seen)
+        log.info(
+            "reading %d workspace(s): %s",
+            len(workspaces),
+            ", ".join(ws.slug for ws, _ in workspaces) or "none",
+        )
+        jobs = [job for ws, record in workspaces for job in self._workspace_jobs(ws, record)]
+        self._announce(len(jobs), [ws for ws, _ in workspaces])
+        reports = await self._run_all(jobs, self._progress_plan(len(jobs)))
+        reports += await self.observe_per_object([ws for ws, _ in workspaces])
+        return reports + vanished, unreachable
+
+    def _workspace_jobs(
+        self, ws: WorkspaceRef, record: ObjectRecord | None
+    ) -> list[Coroutine[Any, Any, ScopeReport]]:
+        target = ScopeTarget.of_workspace(ws, record)
+        listed = self.listed.objects.setdefault(ws.uuid, [])
+        jobs = []
+        for spec in WORKSPACE_WIDE:
+            read = _reader(spec, self.client, target)
+            if spec.kind in (ScopeKind.REPOSITORIES, ScopeKind.PROJECTS):
+                read = _listed_pages(read, ws, listed)
+            job = observe_scope(self.writer, spec.ref(target), read)
+            jobs.append(self._noted(ws, spec.kind, job))
+        return jobs
+
+    async def _noted(
+        self, ws: WorkspaceRef, kind: ScopeKind, job: Coroutine[Any, Any, ScopeReport]
+    ) -> ScopeReport:
         report = await job
-        finished.append(report)
+        if report.outcome == Outcome.OK:
+            self.listed.ok.add((ws.uuid, kind))
+        elif report.outcome == Outcome.FORBIDDEN:
+            self.listed.forbidden.add((ws.uuid, kind))
         return report
 
-    def counts() -> tuple[int, int, float]:
-        return client.stats.requests, len(finished), client.stats.budget_wait_seconds
+    def _announce(self, listings: int, workspaces: list[WorkspaceRef]) -> None:
+        uuids = {ws.uuid for ws in workspaces}
+        objects = [o for o in self.knowledge.objects if o.workspace_uuid in uuids]
+        per_object = sum(len(per_object_kinds(o.object_type)) for o in objects)
+        never = sum(
+            1
+            for o in objects
+            for spec in per_object_kinds(o.object_type)
+            if self.knowledge.history.get((spec.kind.value, o.uuid), (None, False))[0] is None
+        )
+        expected, basis = expected_requests(listings, self.knowledge)
+        plan = plan_night(workspace_requests=expected, per_object=per_object,
+                          never_observed=never, budget=self.night)  # fmt: skip
+        log.info("%s", night_line(plan, self.night, basis, first=not self.knowledge.objects))
 
-    progress = asyncio.create_task(show_progress(plan, counts, every=settings.progress_every))
-    try:
-        async with asyncio.TaskGroup() as group:
-            tasks = [group.create_task(observed(job)) for job in jobs]
-    except ExceptionGroup as failure:
-        raise _first_exporter_error(failure) from None
-    finally:
-        progress.cancel()
-        await asyncio.gather(progress, return_exceptions=True)
-    return [task.result() for task in tasks] + vanished, unreachable
+    def _progress_plan(self, listings: int) -> Plan:
+        expected, basis = expected_requests(listings, self.knowledge)
+        return Plan(listings, expected, basis, rate=self.settings.rate)
+
+    async def _run_all(
+        self, jobs: list[Coroutine[Any, Any, ScopeReport]], plan: Plan
+    ) -> list[ScopeReport]:
+        async def observed(job: Coroutine[Any, Any, ScopeReport]) -> ScopeReport:
+            report = await job
+            self.finished.append(report)
+            return report
+
+        progress = asyncio.create_task(
+            show_progress(plan, self._counts, every=self.settings.progress_every)
+        )
+        try:
+            async with asyncio.TaskGroup() as group:
+                tasks = [group.create_task(observed(job)) for job in jobs]
+        except ExceptionGroup as failure:
+            raise _first_exporter_error(failure) from None
+        finally:
+            progress.cancel()
+            await asyncio.gather(progress, return_exceptions=True)
+        return [task.result() for task in tasks]
+
+    def _counts(self) -> tuple[int, int, float]:
+        stats = self.client.stats
+        return stats.requests, len(self.finished), stats.budget_wait_seconds
+
+    def candidates(self, workspaces: list[WorkspaceRef]) -> list[Candidate]:
+        """Per-object scopes of every repository and project of the workspaces read: as tonight's
+        listings show them, or as last known where a listing could not be read."""
+        known: dict[str, list[KnownObject]] = {}
+        for obj in self.knowledge.objects:
+            known.setdefault(obj.workspace_uuid, []).append(obj)
+        found = []
+        for ws in workspaces:
+            if (ws.uuid, ScopeKind.REPOSITORY_PERMISSIONS) in self.listed.forbidden:
+                log.info("%s: not a workspace admin; explicit grants not read", ws.slug)
+                continue
+            tonight = self.listed.objects.get(ws.uuid, [])
+            for object_type, kind in (("repository", ScopeKind.REPOSITORIES),
+                                      ("project", ScopeKind.PROJECTS)):  # fmt: skip
+                source = tonight if (ws.uuid, kind) in self.listed.ok else known.get(ws.uuid, [])
+                for obj in source:
+                    if obj.object_type != object_type:
+                        continue
+                    target = ScopeTarget(ws, object_type, obj.uuid, obj.slug)
+                    for spec in per_object_kinds(object_type):
+                        last, changed = self.knowledge.history.get(
+                            (spec.kind.value, obj.uuid), (None, False)
+                        )
+                        found.append(Candidate(spec, target, ScopeHistory(last, changed)))
+        return in_priority_order(found)
+
+    async def observe_per_object(self, workspaces: list[WorkspaceRef]) -> list[ScopeReport]:
+        ordered = self.candidates(workspaces)
+        done = self.client.stats.requests
+        self.plan = plan_night(
+            workspace_requests=done,
+            per_object=len(ordered),
+            never_observed=sum(c.never_observed for c in ordered),
+            budget=self.night,
+        )
+        log.info("%s", per_object_line(self.plan, self.night))
+        if not ordered:
+            return []
+        progress = Plan(len(self.finished) + len(ordered), done + self.plan.tonight,
+                        "the plan", rate=self.settings.rate)  # fmt: skip
+        task = asyncio.create_task(
+            show_progress(progress, self._counts, every=self.settings.progress_every)
+        )
+        try:
+            reports = await self._ration(ordered)
+        finally:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+        self.skipped = len(ordered) - len(reports)
+        if self.skipped:
+            log.info("%d per-object scopes left for a later night", self.skipped)
+        return reports
+
+    skipped = 0
+
+    def _stop_reason(self, in_flight: int) -> str | None:
+        cap = self.night.max_requests
+        if cap is not None and self.client.stats.requests + in_flight >= cap:
+            return "max-requests"
+        deadline = self.night.deadline
+        if deadline is not None and self.budget.next_start(in_flight) - self.started >= deadline:
+            return "deadline"
+        return None
+
+    async def _ration(self, ordered: list[Candidate]) -> list[ScopeReport]:
+        """Observe ``ordered`` in order, at most twice the concurrency at once, until the request
+        cap or the deadline; a cap reached only by scopes still in flight is checked again once
+        they finish (a scope counts one request before it has made it)."""
+        slots = 2 * self.settings.concurrency
+        changed = asyncio.Condition()
+        in_flight = 0
+        reports: list[ScopeReport] = []
+
+        async def observe(candidate: Candidate, scope_id: int) -> None:
+            nonlocal in_flight
+            try:
+                scope = candidate.spec.ref(candidate.target)
+                read = _reader(candidate.spec, self.client, candidate.target)
+                report = await observe_scope(self.writer, scope, read, scope_id=scope_id)
+                reports.append(report)
+                self.finished.append(report)
+            finally:
+                async with changed:
+                    in_flight -= 1
+                    changed.notify_all()
+
+        try:
+            async with asyncio.TaskGroup() as group:
+                ids: list[int] = []
+                for index, candidate in enumerate(ordered):
+                    async with changed:
+                        while True:
+                            reason = self._stop_reason(in_flight)
+                            if in_flight < slots and reason is None:
+                                break
+                            if reason is not None and in_flight == 0:
+                                break
+                            await changed.wait()
+                    if reason is not None:
+                        log.info("stopping per-object scopes at the %s", reason)
+                        break
+                    if index % REGISTER_BATCH == 0:
+                        batch = ordered[index : index + REGISTER_BATCH]
+                        ids = await self.writer.scope_ids(
+                            [c.spec.ref(c.target) for c in batch]
+                        )
+                    in_flight += 1
+                    group.create_task(observe(candidate, ids[index % REGISTER_BATCH]))
+        except ExceptionGroup as failure:
+            raise _first_exporter_error(failure) from None
+        return reports
 
 
-def expected_requests(listings: int, previous: tuple[int, int] | None) -> tuple[int, str]:
-    """How many requests the run should take: as many as the last complete snapshot took, or,
-    on a first run, one page per listing (large listings add pages as their sizes show)."""
+def expected_requests(listings: int, knowledge: Knowledge) -> tuple[int, str]:
+    """How many requests the workspace-wide listings should take: as many as at their latest
+    observations, or, on a first run, one page per listing (large listings add pages)."""
+    if knowledge.workspace_requests > 0:
+        return knowledge.workspace_requests + 1, "as last observed"
+    previous = knowledge.previous
     if previous is not None and previous[1] > 0:
         return previous[1], f"as snapshot {previous[0]}"
     return listings + 1, "one page per listing; more for large listings"
+
+
+def _nights(plan: NightPlan) -> str:
+    if plan.nights_to_cover is None:
+        return "never at this budget: raise --max-requests or --deadline"
+    return f"{plan.nights_to_cover} night(s)"
+
+
+def night_line(plan: NightPlan, night: NightBudget, basis: str, *, first: bool) -> str:
+    """The plan line printed before the run."""
+    limit, window = night.rate
+    per_object = (
+        "explicit grants of each repository and project: counted once the listings are read"
+        if first
+        else f"then {plan.tonight} of {plan.per_object} per-object scopes "
+        f"({plan.never_observed} never observed); full explicit-grant coverage in "
+        f"{_nights(plan)}"
+    )
+    return (
+        f"plan: about {plan.workspace_requests} requests for the workspace-wide listings "
+        f"({basis}), {per_object}; about {plan.requests} requests tonight, at {limit} per "
+        f"{duration(window)} at least {duration(night.seconds_for(plan.requests))}"
+    )
+
+
+def per_object_line(plan: NightPlan, night: NightBudget) -> str:
+    """The plan of the per-object scopes, once the workspace-wide listings are read."""
+    limits = []
+    if night.max_requests is not None:
+        limits.append(f"--max-requests {night.max_requests}")
+    if night.deadline is not None:
+        limits.append(f"--deadline {duration(night.deadline)}")
+    return (
+        f"per-object scopes: {plan.per_object} ({plan.never_observed} never observed); "
+        f"{plan.tonight} fit tonight after {plan.workspace_requests} requests "
+        f"({', '.join(limits) or 'no limit'}); full explicit-grant coverage in {_nights(plan)}"
+    )
 
 
 def _first_exporter_error(group: BaseExceptionGroup[BaseException]) -> BaseException:
@@ -229,10 +484,23 @@ def _first_exporter_error(group: BaseExceptionGroup[BaseException]) -> BaseExcep
     return next((e for e in leaves if isinstance(e, ExporterError)), leaves[0])
 
 
+async def load_knowledge(writer_engine: Any) -> Knowledge:
+    async with writer_engine.connect() as conn:
+        objects = await known_objects(conn)
+        return Knowledge(
+            previous=await last_complete_requests(conn),
+            workspaces=[WorkspaceRef(u, s) for u, s in await known_workspaces(conn)],
+            objects=objects,
+            history=await per_object_history(conn, objects),
+            workspace_requests=await workspace_requests_estimate(conn),
+        )
+
+
 async def run_snapshot(
     settings: Settings,
     *,
     sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    clock: Callable[[], float] = time.monotonic,
 ) -> RunResult:
     """Take one snapshot into ``settings.db_path``; one run at a time per database."""
     check_database_path(settings.db_path)
@@ -243,9 +511,7 @@ async def run_snapshot(
         engine = await open_database(settings.db_path)
         try:
             writer = SnapshotWriter(engine, tool_version=__version__)
-            async with engine.connect() as conn:
-                previous = await last_complete_requests(conn)
-                known = [WorkspaceRef(uuid, slug) for uuid, slug in await known_workspaces(conn)]
+            knowledge = await load_knowledge(engine)
             snapshot_id = await writer.begin()
             log.info(
                 "snapshot %d started against %s as %s",
@@ -254,6 +520,7 @@ async def run_snapshot(
                 settings.auth.describe(),
             )
             async with aiohttp.ClientSession() as session:
+                budget = RateBudget(*settings.rate, clock=clock, sleep=sleep)
                 client = BitbucketClient(
                     session,
                     base_url=settings.api_url,
@@ -262,12 +529,11 @@ async def run_snapshot(
                     retry=settings.retry,
                     sleep=sleep,
                     timeout=settings.timeout,
-                    budget=RateBudget(*settings.rate, sleep=sleep),
+                    budget=budget,
                 )
+                run = Run(client, writer, settings, knowledge, budget)
                 try:
-                    scopes, unreachable = await observe_all(
-                        client, writer, settings, previous, known
-                    )
+                    scopes, unreachable = await run.observe_all()
                 except BaseException as error:
                     status = "failed" if isinstance(error, ExporterError) else "aborted"
                     await asyncio.shield(
@@ -277,9 +543,9 @@ async def run_snapshot(
                     )
                     raise
                 counters = counters_of(client)
-            summary = await writer.complete(counters)
+            summary = await writer.complete(counters, skipped=run.skipped)
         finally:
             await engine.dispose()
     finally:
         lock.release()
-    return RunResult(summary, counters, time.monotonic() - started, scopes, unreachable)
+    return RunResult(summary, counters, time.monotonic() - started, scopes, unreachable, run.plan)

@@ -14,6 +14,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TextIO
 
+from exporter.bitbucket.budget import start_offset
+
 log = logging.getLogger(__name__)
 
 BAR_WIDTH = 24
@@ -28,14 +30,20 @@ class Plan:
 
 
 def budget_seconds(requests: int, rate: tuple[int, float]) -> float:
-    """The least time ``requests`` take under a rolling window of ``rate``: the first window's
-    worth go at once, each further ``limit`` needs another window."""
+    """The least time before the last of ``requests`` can start under a rolling window of
+    ``rate``.
+
+    A rolling window releases requests a window's worth at a time, not at a steady pace: at
+    900/h the first 900 go at once and the 901st waits a whole hour, so 1,000 requests take at
+    least an hour, not 400 s. Hence ``start_offset``'s steps, never a straight line.
+    """
     limit, window = rate
-    return max(0, requests - limit) * window / limit
+    return start_offset(requests, limit=limit, window=window)
 
 
 def eta_seconds(plan: Plan, done: int, elapsed: float) -> float:
-    """Seconds left: the slower of the pace so far and what the budget allows."""
+    """Seconds left: the slower of the pace so far and what the budget allows (until the last
+    expected request may start, following the window's steps)."""
     remaining = max(plan.expected_requests - done, 0)
     by_pace = remaining * elapsed / done if done else 0.0
     by_budget = max(budget_seconds(done + remaining, plan.rate) - elapsed, 0.0)

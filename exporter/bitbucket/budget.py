@@ -5,7 +5,10 @@ Bitbucket allows about 1,000 requests an hour per user and sends no Retry-After,
 to finish a large workspace is to pace, not to retry harder. ``wait_before_next`` is the pure
 rule; ``RateBudget`` applies it with an injected clock and sleep and is shared by every request
 of a client (and may be shared by several clients of one credential). ``parse_rate`` reads a
-rate such as ``900/h``. Imports nothing from the project.
+rate such as ``900/h``. ``start_offset``, ``finish_seconds`` and ``requests_startable`` predict
+what the budget allows (for plans and ETAs) by following the window as it really releases
+requests, a window's worth at a time, rather than a straight line. Imports nothing from the
+project.
 """
 
 from __future__ import annotations
@@ -15,7 +18,8 @@ import math
 import re
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Sequence
+from itertools import islice, takewhile
 
 #: Below Bitbucket's 1,000 requests an hour, leaving room for a person using the same token.
 DEFAULT_RATE = "900/h"
@@ -59,8 +63,118 @@ def wait_before_next(starts: Sequence[float], now: float, *, limit: int, window:
 
 
 def seconds_needed(requests: int, *, limit: int, window: float) -> float:
-    """The least time ``requests`` requests take under the budget (for a run's plan)."""
-    return max(0, math.ceil(requests / limit) - 1) * window
+    """The least time ``requests`` requests take under the budget (for a run's plan).
+
+    That is when the last of them may start: ``start_offset(requests)`` without concurrency.
+    """
+    return start_offset(requests, limit=limit, window=window)
+
+
+def _check_schedule(limit: int, window: float, concurrency: int | None, latency: float) -> None:
+    """Refuse options for which the schedule means nothing (or never ends)."""
+    if limit < 1:
+        raise ValueError(f"a rate budget must allow at least 1 request, not {limit}")
+    if not (window > 0 and math.isfinite(window)):
+        raise ValueError(f"a rate budget's window must be longer than 0 s, not {window}")
+    if concurrency is not None and concurrency < 1:
+        raise ValueError(f"concurrency must be at least 1, not {concurrency}")
+    if not (latency >= 0 and math.isfinite(latency)):
+        raise ValueError(f"latency must be 0 s or more, not {latency}")
+
+
+def _schedule(limit: int, window: float, concurrency: int, latency: float) -> Iterator[float]:
+    """Start times of requests 1, 2, ... issued as early as allowed (never-ending).
+
+    ``start_i = max(start_{i-concurrency} + latency, start_{i-limit} + window)``, ``start_1 = 0``:
+    request ``i`` waits for a worker (the one of request ``i - concurrency`` finishes first) and
+    for the window to release a slot (request ``i - limit`` leaves it). Terms before request 1
+    do not exist. Memory is the two deques, ``O(limit + concurrency)``.
+    """
+    by_window: deque[float] = deque(maxlen=limit)
+    by_worker: deque[float] = deque(maxlen=concurrency)
+    while True:
+        start = 0.0
+        if len(by_window) == limit:
+            start = by_window[0] + window
+        if len(by_worker) == concurrency:
+            start = max(start, by_worker[0] + latency)
+        by_window.append(start)
+        by_worker.append(start)
+        yield start
+
+
+def start_offset(
+    n: int,
+    *,
+    limit: int,
+    window: float,
+    concurrency: int | None = None,
+    latency: float = 0.0,
+) -> float:
+    """The earliest time (seconds after a run starts with an empty window) request ``n`` starts.
+
+    Requests (1-based) are issued as early as allowed, at most ``concurrency`` in flight (no
+    bound if ``None``), each taking ``latency`` seconds. A rolling window releases requests in
+    steps, not at a steady pace: with the window alone this is ``floor((n - 1) / limit) *
+    window``, so the ``limit + 1``-th request waits a whole window. Otherwise it is the schedule
+    of ``_schedule``, walked in ``O(n)`` time. ``n <= 0`` gives 0.
+    """
+    _check_schedule(limit, window, concurrency, latency)
+    if n <= 0:
+        return 0.0
+    if concurrency is None or latency == 0:  # only the window holds requests back
+        return ((n - 1) // limit) * window
+    return next(islice(_schedule(limit, window, concurrency, latency), n - 1, None))
+
+
+def finish_seconds(
+    n: int,
+    *,
+    limit: int,
+    window: float,
+    concurrency: int | None = None,
+    latency: float = 0.0,
+) -> float:
+    """When request ``n`` finishes at the earliest: its ``start_offset`` plus ``latency``.
+
+    The time a run of ``n`` requests needs, end to end. ``n <= 0`` gives 0.
+    """
+    start = start_offset(n, limit=limit, window=window, concurrency=concurrency, latency=latency)
+    return start + latency if n > 0 else 0.0
+
+
+def requests_startable(
+    seconds: float,
+    *,
+    limit: int,
+    window: float,
+    concurrency: int | None = None,
+    latency: float = 0.0,
+) -> int:
+    """How many requests can start strictly before ``seconds`` have passed (0 if ``<= 0``).
+
+    The budget a deadline allows, e.g. for a nightly run. With the window alone it is ``limit *
+    ceil(seconds / window)``: every window begun before the deadline releases ``limit``. With
+    workers it counts the starts of the same schedule as ``start_offset`` (so the two always
+    agree), walking it until the deadline: ``O(result)`` time, about 24,000 steps for 24 h at
+    1,000/h.
+    """
+    _check_schedule(limit, window, concurrency, latency)
+    if not math.isfinite(seconds):
+        raise ValueError(f"a deadline must be a finite number of seconds, not {seconds}")
+    if seconds <= 0:
+        return 0
+    if concurrency is None or latency == 0:  # only the window holds requests back
+        # The least k with k * window >= seconds, computed as start_offset multiplies, so that
+        # exact window boundaries (and float rounding) agree with it.
+        steps = math.ceil(seconds / window)
+        while steps > 0 and (steps - 1) * window >= seconds:
+            steps -= 1
+        while steps * window < seconds:
+            steps += 1
+        return limit * steps
+    starts = _schedule(limit, window, concurrency, latency)  # never-ending and non-decreasing
+    return sum(1 for _ in takewhile(lambda start: start < seconds, starts))
 
 
 class RateBudget:
@@ -121,3 +235,16 @@ class RateBudget:
             self._starts.append(max(self._clock(), start, latest))
             self.acquired += 1
         return delay
+
+    def now(self) -> float:
+        """The budget's clock (the run's clock, so that a deadline is measured on it)."""
+        return self._clock()
+
+    def next_start(self, pending: int = 0) -> float:
+        """The earliest time one more request could start after ``pending`` requests that are
+        promised but not yet started (each at its earliest): what a deadline is checked against."""
+        starts = list(self._starts)
+        now = self._clock()
+        for _ in range(pending):
+            starts.append(earliest_start(starts, now, limit=self.limit, window=self.window))
+        return earliest_start(starts, now, limit=self.limit, window=self.window)

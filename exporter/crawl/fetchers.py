@@ -11,13 +11,23 @@ tolerant of extra fields; a row that lacks a required field fails the whole scop
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable, Hashable, Mapping
+from collections.abc import AsyncIterator, Hashable, Mapping
 from typing import Any
 from urllib.parse import quote
 
 from exporter.bitbucket import BitbucketClient, Page, RowKey
-from exporter.crawl.records import GrantRecord, ObjectRecord, UserRecord, WorkspaceRef
+from exporter.crawl.records import (
+    GrantRecord,
+    ObjectRecord,
+    Record,
+    ScopeTarget,
+    UserRecord,
+    WorkspaceRef,
+    group_key,
+)
 from exporter.errors import FetchFailedError
+
+Pages = AsyncIterator[list[Record]]
 
 _USER_FIELDS = "user.uuid,user.display_name,user.nickname,user.account_id"
 
@@ -36,6 +46,8 @@ WORKSPACE_ROLES_FIELDS = _fields("permission", _USER_FIELDS)
 PROJECTS_FIELDS = _fields("uuid", "key", "name", "is_private")
 REPOSITORIES_FIELDS = _fields("uuid", "slug", "name", "is_private", "project.uuid")
 REPOSITORY_PERMISSIONS_FIELDS = _fields("permission", "repository.uuid", _USER_FIELDS)
+USER_GRANTS_FIELDS = _fields("permission", _USER_FIELDS)
+GROUP_GRANTS_FIELDS = _fields("permission", "group.slug", "group.name")
 
 
 def _dig(row: Mapping[str, Any], dotted: str) -> Any:
@@ -61,6 +73,7 @@ WORKSPACE_KEY = _key("workspace.uuid")
 USER_KEY = _key("user.uuid")
 USER_REPOSITORY_KEY = _key("user.uuid", "repository.uuid")
 OBJECT_KEY = _key("uuid")
+GROUP_KEY = _key("group.slug")
 
 
 class _Rows:
@@ -95,7 +108,8 @@ def _optional_bool(row: Mapping[str, Any], dotted: str) -> bool | None:
     return value if isinstance(value, bool) else None
 
 
-def _ws_path(slug: str) -> str:
+def path_part(slug: str) -> str:
+    """A slug or key as one segment of a path."""
     return quote(slug, safe="")
 
 
@@ -126,7 +140,7 @@ async def list_workspaces(client: BitbucketClient) -> list[WorkspaceRef]:
 
 async def fetch_workspace(client: BitbucketClient, slug: str) -> ObjectRecord:
     """The workspace itself (``/2.0/workspaces/{slug}``)."""
-    path = f"/2.0/workspaces/{_ws_path(slug)}"
+    path = f"/2.0/workspaces/{path_part(slug)}"
     body = await client.get_json(path, {"fields": WORKSPACE_FIELDS})
     endpoint = client.resolve(path)
     if not isinstance(body, dict):
@@ -142,55 +156,82 @@ async def fetch_workspace(client: BitbucketClient, slug: str) -> ObjectRecord:
     )
 
 
-async def _user_grants(
-    client: BitbucketClient,
-    path: str,
-    fields: str,
-    object_type: str,
-    object_uuid: str | None,
-) -> AsyncIterator[list[GrantRecord | UserRecord]]:
-    """User grants of one listing; the object is fixed or read from ``repository.uuid``."""
-    key = USER_KEY if object_uuid else USER_REPOSITORY_KEY
-    async for page in client.iter_pages(path, params={"fields": fields}, key=key):
-        rows, seen = _Rows.of(page), set[str]()
-        records: list[GrantRecord | UserRecord] = []
+async def workspace_pages(
+    client: BitbucketClient, path: str, target: ScopeTarget, key: RowKey | None
+) -> Pages:
+    """The workspace itself, as one page; read again only when discovery did not already."""
+    known = target.known
+    yield [known if known is not None else await fetch_workspace(client, target.workspace.slug)]
+
+
+async def user_grants(
+    client: BitbucketClient, path: str, target: ScopeTarget, key: RowKey | None
+) -> Pages:
+    """User grants on the scope's object: workspace roles, explicit user grants."""
+    async for page in client.iter_pages(path, params={"fields": USER_GRANTS_FIELDS}, key=key):
+        yield _user_grant_records(page, target.object_type, target.object_uuid)
+
+
+async def effective_permissions(
+    client: BitbucketClient, path: str, target: ScopeTarget, key: RowKey | None
+) -> Pages:
+    """Effective permissions of every repository of the workspace, in one listing."""
+    params = {"fields": REPOSITORY_PERMISSIONS_FIELDS}
+    async for page in client.iter_pages(path, params=params, key=key):
+        yield _user_grant_records(page, "repository", None)
+
+
+def _user_grant_records(page: Page, object_type: str, object_uuid: str | None) -> list[Record]:
+    """A page of user grants; the object is fixed or read from ``repository.uuid``."""
+    rows, seen = _Rows.of(page), set[str]()
+    records: list[Record] = []
+    for index, row in enumerate(page.values):
+        user_uuid = rows.text(row, "user.uuid", index)
+        target = object_uuid or rows.text(row, "repository.uuid", index)
+        permission = rows.text(row, "permission", index)
+        if user_uuid not in seen:
+            seen.add(user_uuid)
+            records.append(_user(row, user_uuid))
+        records.append(GrantRecord("user", user_uuid, object_type, target, permission))
+    return records
+
+
+async def group_grants(
+    client: BitbucketClient, path: str, target: ScopeTarget, key: RowKey | None
+) -> Pages:
+    """Explicit group grants on a repository or project; groups are keyed by workspace and slug.
+
+    The permission is recorded as listed: a value outside the known order (``none``) is kept."""
+    ws_uuid = target.workspace.uuid
+    async for page in client.iter_pages(path, params={"fields": GROUP_GRANTS_FIELDS}, key=key):
+        rows = _Rows.of(page)
+        records: list[Record] = []
         for index, row in enumerate(page.values):
-            user_uuid = rows.text(row, "user.uuid", index)
-            target = object_uuid or rows.text(row, "repository.uuid", index)
+            slug = rows.text(row, "group.slug", index)
             permission = rows.text(row, "permission", index)
-            if user_uuid not in seen:
-                seen.add(user_uuid)
-                records.append(_user(row, user_uuid))
-            records.append(GrantRecord("user", user_uuid, object_type, target, permission))
+            subject = group_key(ws_uuid, slug)
+            records.append(
+                GrantRecord("group", subject, target.object_type, target.object_uuid, permission)
+            )
         yield records
 
 
-def fetch_workspace_roles(
-    client: BitbucketClient, ws: WorkspaceRef
-) -> AsyncIterator[list[GrantRecord | UserRecord]]:
-    """Workspace roles (owner, collaborator, member, ...) from ``/workspaces/{ws}/permissions``."""
-    path = f"/2.0/workspaces/{_ws_path(ws.slug)}/permissions"
-    return _user_grants(client, path, WORKSPACE_ROLES_FIELDS, "workspace", ws.uuid)
-
-
-def fetch_repository_permissions(
-    client: BitbucketClient, ws: WorkspaceRef
-) -> AsyncIterator[list[GrantRecord | UserRecord]]:
-    """Effective repository permissions of every repository of the workspace, in one listing."""
-    path = f"/2.0/workspaces/{_ws_path(ws.slug)}/permissions/repositories"
-    return _user_grants(client, path, REPOSITORY_PERMISSIONS_FIELDS, "repository", None)
-
-
-async def _object_pages(
-    client: BitbucketClient,
-    path: str,
-    fields: str,
-    build: Callable[[_Rows, Mapping[str, Any], int], ObjectRecord],
-) -> AsyncIterator[list[ObjectRecord]]:
-    """A listing of objects, one list of records per page, each row read by ``build``."""
-    async for page in client.iter_pages(path, params={"fields": fields}, key=OBJECT_KEY):
+async def project_listing(
+    client: BitbucketClient, path: str, target: ScopeTarget, key: RowKey | None
+) -> Pages:
+    """The projects of a workspace, one list of records per page."""
+    async for page in client.iter_pages(path, params={"fields": PROJECTS_FIELDS}, key=key):
         rows = _Rows.of(page)
-        yield [build(rows, row, index) for index, row in enumerate(page.values)]
+        yield [_project(rows, row, index) for index, row in enumerate(page.values)]
+
+
+async def repository_listing(
+    client: BitbucketClient, path: str, target: ScopeTarget, key: RowKey | None
+) -> Pages:
+    """The repositories of a workspace, one list of records per page."""
+    async for page in client.iter_pages(path, params={"fields": REPOSITORIES_FIELDS}, key=key):
+        rows = _Rows.of(page)
+        yield [_repository(rows, row, index) for index, row in enumerate(page.values)]
 
 
 def _project(rows: _Rows, row: Mapping[str, Any], index: int) -> ObjectRecord:
@@ -214,15 +255,3 @@ def _repository(rows: _Rows, row: Mapping[str, Any], index: int) -> ObjectRecord
         _optional_bool(row, "is_private"),
         parent_uuid=_optional_text(row, "project.uuid"),
     )
-
-
-def fetch_projects(client: BitbucketClient, ws: WorkspaceRef) -> AsyncIterator[list[ObjectRecord]]:
-    path = f"/2.0/workspaces/{_ws_path(ws.slug)}/projects"
-    return _object_pages(client, path, PROJECTS_FIELDS, _project)
-
-
-def fetch_repositories(
-    client: BitbucketClient, ws: WorkspaceRef
-) -> AsyncIterator[list[ObjectRecord]]:
-    path = f"/2.0/repositories/{_ws_path(ws.slug)}"
-    return _object_pages(client, path, REPOSITORIES_FIELDS, _repository)

@@ -1,10 +1,10 @@
 """Frozen records: the only shapes that cross from the crawl side to the store.
 
 A *scope* is one listing read to its last page; every record belongs to exactly one scope. Two
-kinds of record exist: ``ObjectRecord`` (a workspace, project or repository as a listing showed
-it) and ``GrantRecord`` (a subject's permission on an object: a workspace role, an effective
-repository permission, and later explicit and group grants). ``UserRecord`` carries display names;
-names are not facts and never produce a change.
+kinds of record exist: ``ObjectRecord`` (a workspace, project, repository or group as a listing
+showed it) and ``GrantRecord`` (a subject's permission on an object: a workspace role, an
+effective repository permission, an explicit user or group grant, a group membership).
+``UserRecord`` carries display names; names are not facts and never produce a change.
 """
 
 from __future__ import annotations
@@ -12,23 +12,27 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import StrEnum
 
+from exporter.errors import Outcome
+
 
 class ScopeKind(StrEnum):
-    """The kinds of listing the exporter reads. The value is stored in the database."""
+    """The kinds of listing the exporter reads. The value is stored in the database; each kind's
+    endpoint, fetcher, row key, source and parent are described once, in ``crawl.scopes``."""
 
-    WORKSPACE = "workspace"  # /2.0/workspaces/{ws}
-    WORKSPACE_ROLES = "workspace_roles"  # /2.0/workspaces/{ws}/permissions
-    PROJECTS = "projects"  # /2.0/workspaces/{ws}/projects
-    REPOSITORIES = "repositories"  # /2.0/repositories/{ws}
-    # /2.0/workspaces/{ws}/permissions/repositories: effective permissions, workspace-wide
+    WORKSPACE = "workspace"
+    WORKSPACE_ROLES = "workspace_roles"
+    PROJECTS = "projects"
+    REPOSITORIES = "repositories"
     REPOSITORY_PERMISSIONS = "repository_permissions"
+    GROUPS = "groups"
+    REPOSITORY_USER_GRANTS = "repository_user_grants"
+    REPOSITORY_GROUP_GRANTS = "repository_group_grants"
+    PROJECT_USER_GRANTS = "project_user_grants"
+    PROJECT_GROUP_GRANTS = "project_group_grants"
 
 
-#: Where the access in a grant comes from, by the kind of scope that listed it.
-SOURCE_BY_KIND: dict[ScopeKind, str] = {
-    ScopeKind.WORKSPACE_ROLES: "workspace",
-    ScopeKind.REPOSITORY_PERMISSIONS: "effective",
-}
+#: Outcomes that leave a gap: nothing is claimed about the scope in that snapshot.
+GAP_OUTCOMES = (Outcome.FORBIDDEN, Outcome.FAILED, Outcome.SKIPPED)
 
 
 @dataclass(frozen=True)
@@ -46,6 +50,8 @@ class ScopeRef:
     object_uuid: str
     label: str
     parent: ScopeRef | None = None
+    #: Where the access in its grants comes from (``crawl.scopes``); None for object listings.
+    source: str | None = None
 
 
 @dataclass(frozen=True)
@@ -83,6 +89,11 @@ class GrantRecord:
     permission: str
 
 
+def group_key(workspace_uuid: str, slug: str) -> str:
+    """The key of a group: Bitbucket gives groups no uuid, and a slug is unique per workspace."""
+    return f"{workspace_uuid}:{slug}"
+
+
 @dataclass(frozen=True)
 class WorkspaceRef:
     """A workspace the credential can see, from ``/2.0/user/workspaces``."""
@@ -93,3 +104,36 @@ class WorkspaceRef:
 
 
 Record = ObjectRecord | GrantRecord | UserRecord
+
+
+@dataclass(frozen=True)
+class ScopeTarget:
+    """What one scope reads: a workspace, or one repository or project of it.
+
+    ``object_key`` is the repository slug or project key that its endpoint names; ``known`` is the
+    workspace's own record when discovery has already read it.
+    """
+
+    workspace: WorkspaceRef
+    object_type: str = "workspace"
+    object_uuid: str = ""
+    object_key: str = ""
+    known: ObjectRecord | None = None
+
+    @classmethod
+    def of_workspace(cls, ws: WorkspaceRef, known: ObjectRecord | None = None) -> ScopeTarget:
+        return cls(ws, "workspace", ws.uuid, ws.slug, known)
+
+__all__ = [
+    "GAP_OUTCOMES",
+    "GrantRecord",
+    "ObjectRecord",
+    "Outcome",
+    "Record",
+    "ScopeKind",
+    "ScopeRef",
+    "ScopeTarget",
+    "UserRecord",
+    "WorkspaceRef",
+    "group_key",
+]

@@ -7,7 +7,7 @@ observation at or before it. The diff's SQL is ``exporter.store.sql.DIFF_SQL``.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
@@ -41,8 +41,10 @@ CHANGE_COLUMNS = (
 CHANGE_ORDER = (
     "granted",
     "raised",
+    "added to group",
     "revoked",
     "lowered",
+    "removed from group",
     "changed",
     "created",
     "deleted",
@@ -84,13 +86,24 @@ class UnverifiedScope:
 
 
 @dataclass(frozen=True)
+class UnverifiedCount:
+    """Per-object scopes of one kind not observed in between, by how their last attempt ended."""
+
+    kind: str
+    outcome: str
+    count: int
+
+
+@dataclass(frozen=True)
 class Diff:
     from_id: int
     to_id: int
     changes: list[dict[str, Any]]
     baseline: list[dict[str, Any]]  # listed only when asked for
     baseline_count: int
-    unverified: list[UnverifiedScope]
+    unverified: list[UnverifiedScope]  # workspace-wide scopes, one by one
+    #: Per-object scopes (thousands, rationed across nights), counted.
+    unverified_per_object: list[UnverifiedCount] = field(default_factory=list)
 
 
 async def list_snapshots(conn: AsyncConnection) -> list[SnapshotRow]:
@@ -200,10 +213,10 @@ async def diff(conn: AsyncConnection, a: int, b: int, *, with_baseline: bool = F
     if a > b:
         raise ConfigError(f"--from ({a}) is after --to ({b}); swap them")
     params = {"a": a, "b": b}
-    unverified = await unverified_scopes(conn, a, b)
+    unverified, per_object = await unverified_scopes(conn, a, b)
     if a == 0 and not with_baseline:
         count = int((await conn.execute(text(FROM_NOTHING_COUNT_SQL), params)).scalar_one())
-        return Diff(a, b, [], [], count, unverified)
+        return Diff(a, b, [], [], count, unverified, per_object)
     changes = [dict(r._mapping) for r in await conn.execute(text(CHANGES_ONLY_SQL), params)]
     changes.sort(key=_change_sort_key)
     if with_baseline:
@@ -213,7 +226,7 @@ async def diff(conn: AsyncConnection, a: int, b: int, *, with_baseline: bool = F
     else:
         baseline = []
         count = int((await conn.execute(text(DIFF_BASELINE_COUNT_SQL), params)).scalar_one())
-    return Diff(a, b, changes, baseline, count, unverified)
+    return Diff(a, b, changes, baseline, count, unverified, per_object)
 
 
 def _change_sort_key(row: dict[str, Any]) -> tuple[Any, ...]:
@@ -226,8 +239,11 @@ def _change_sort_key(row: dict[str, Any]) -> tuple[Any, ...]:
     )
 
 
-async def unverified_scopes(conn: AsyncConnection, a: int, b: int) -> list[UnverifiedScope]:
-    """Scopes known by ``b`` with no ok observation in (a, b]: nothing is claimed about them."""
+async def unverified_scopes(
+    conn: AsyncConnection, a: int, b: int
+) -> tuple[list[UnverifiedScope], list[UnverifiedCount]]:
+    """Scopes known by ``b`` with no ok observation in (a, b]: nothing is claimed about them.
+    Workspace-wide scopes one by one; per-object scopes counted by kind and outcome."""
     rows = await conn.execute(
         text("""SELECT s.label,
                        coalesce((SELECT o.outcome FROM observations o WHERE o.scope_id = s.id
@@ -235,7 +251,8 @@ async def unverified_scopes(conn: AsyncConnection, a: int, b: int) -> list[Unver
                                  ORDER BY o.snapshot_id DESC LIMIT 1), 'not attempted'),
                        (SELECT o.detail FROM observations o WHERE o.scope_id = s.id
                            AND o.snapshot_id > :a AND o.snapshot_id <= :b
-                         ORDER BY o.snapshot_id DESC LIMIT 1)
+                         ORDER BY o.snapshot_id DESC LIMIT 1),
+                       s.parent_scope_id IS NOT NULL, s.kind
                   FROM scopes s
                  WHERE EXISTS (SELECT 1 FROM observations o WHERE o.scope_id = s.id
                                   AND o.snapshot_id <= :b)
@@ -245,4 +262,91 @@ async def unverified_scopes(conn: AsyncConnection, a: int, b: int) -> list[Unver
                  ORDER BY s.label"""),
         {"a": a, "b": b},
     )
-    return [UnverifiedScope(str(r[0]), str(r[1]), r[2]) for r in rows]
+    listed: list[UnverifiedScope] = []
+    counted: dict[tuple[str, str], int] = {}
+    for label, outcome, detail, per_object, kind in rows:
+        if per_object:
+            counted[(str(kind), str(outcome))] = counted.get((str(kind), str(outcome)), 0) + 1
+        else:
+            listed.append(UnverifiedScope(str(label), str(outcome), detail))
+    return listed, [UnverifiedCount(k, o, n) for (k, o), n in sorted(counted.items())]
+
+
+@dataclass(frozen=True)
+class KnownObject:
+    """A repository or project as the latest knowledge has it."""
+
+    workspace_uuid: str
+    object_type: str
+    uuid: str
+    slug: str  # repository slug or project key
+    parent_uuid: str | None
+
+
+async def known_objects(conn: AsyncConnection) -> list[KnownObject]:
+    """Every current repository and project, from their workspaces' listings."""
+    rows = await conn.execute(
+        text(
+            "SELECT s.workspace_uuid, o.object_type, o.uuid, o.slug, o.parent_uuid "
+            "FROM objects o JOIN scopes s ON s.id = o.scope_id "
+            "WHERE o.valid_to IS NULL AND s.kind IN ('repositories', 'projects') "
+            "ORDER BY s.workspace_uuid, o.object_type, o.slug"
+        )
+    )
+    return [KnownObject(str(r[0]), str(r[1]), str(r[2]), str(r[3]), r[4]) for r in rows]
+
+
+async def per_object_history(
+    conn: AsyncConnection, objects: list[KnownObject]
+) -> dict[tuple[str, str], tuple[int | None, bool]]:
+    """{(scope kind, object uuid): (latest ok observation, effective access changed since)} of
+    every registered per-object scope. A project counts as changed when one of its repositories
+    did."""
+    rows = (
+        await conn.execute(
+            text(
+                "SELECT s.kind, s.object_uuid, (SELECT max(o.snapshot_id) FROM observations o "
+                "WHERE o.scope_id = s.id AND o.outcome = 'ok') FROM scopes s "
+                "WHERE s.parent_scope_id IS NOT NULL"
+            )
+        )
+    ).all()
+    seen = [int(r[2]) for r in rows if r[2] is not None]
+    changed_in: dict[str, int] = {}
+    if seen:
+        for uuid, last in await conn.execute(
+            text(
+                "SELECT g.object_uuid, max(g.valid_from, coalesce(g.valid_to, 0)) "
+                "FROM grants g JOIN scopes s ON s.id = g.scope_id "
+                "WHERE s.kind = 'repository_permissions' "
+                "AND (g.valid_from > :since OR g.valid_to > :since)"
+            ),
+            {"since": min(seen)},
+        ):
+            changed_in[str(uuid)] = max(changed_in.get(str(uuid), 0), int(last))
+        for obj in objects:
+            if obj.object_type == "repository" and obj.parent_uuid and obj.uuid in changed_in:
+                project = obj.parent_uuid
+                changed_in[project] = max(changed_in.get(project, 0), changed_in[obj.uuid])
+    return {
+        (str(kind), str(uuid)): (
+            None if last is None else int(last),
+            last is not None and changed_in.get(str(uuid), 0) > int(last),
+        )
+        for kind, uuid, last in rows
+    }
+
+
+async def workspace_requests_estimate(conn: AsyncConnection) -> int:
+    """Requests the workspace-wide listings took at their latest ok observations (0: unknown)."""
+    total = (
+        await conn.execute(
+            text(
+                "SELECT coalesce(sum(o.requests), 0) FROM scopes s JOIN observations o "
+                "ON o.scope_id = s.id AND o.snapshot_id = (SELECT max(x.snapshot_id) "
+                "FROM observations x WHERE x.scope_id = s.id AND x.outcome = 'ok') "
+                "WHERE s.parent_scope_id IS NULL"
+            )
+        )
+    ).scalar_one()
+    return int(total)

@@ -62,6 +62,9 @@ scopes = Table(
     Column("object_uuid", Text, nullable=False),
     Column("parent_scope_id", Integer, ForeignKey("scopes.id")),
     Column("label", Text, nullable=False),
+    #: Where the access in its grants comes from: workspace, effective, direct, group, project,
+    #: project group, membership (None for listings of objects).
+    Column("source", Text),
     UniqueConstraint("kind", "object_uuid"),
 )
 
@@ -72,6 +75,11 @@ observations = Table(
     Column("scope_id", Integer, ForeignKey("scopes.id"), nullable=False),
     Column("outcome", Text, nullable=False),
     Column("detail", Text),
+    #: Set when the scope was closed without being read: 'deleted' (its object left its parent's
+    #: listing). Such a row counts as an ok observation with no facts.
+    Column("closure", Text),
+    #: Requests the observation took (pages read); the planner's estimate for the next run.
+    Column("requests", Integer, nullable=False, default=0),
     PrimaryKeyConstraint("snapshot_id", "scope_id"),
 )
 
@@ -135,6 +143,7 @@ stage_observations = Table(
     Column("scope_id", Integer, nullable=False),
     Column("outcome", Text, nullable=False),
     Column("detail", Text),
+    Column("requests", Integer, nullable=False, default=0),
     PrimaryKeyConstraint("snapshot_id", "scope_id"),
 )
 
@@ -169,9 +178,10 @@ stage_users = Table(
     "stage_users",
     metadata,
     Column("snapshot_id", Integer, nullable=False),
+    Column("scope_id", Integer, nullable=False),
     Column("uuid", Text, nullable=False),
     Column("display_name", Text, nullable=False),
     Column("nickname", Text),
     Column("account_id", Text),
-    PrimaryKeyConstraint("snapshot_id", "uuid"),
+    PrimaryKeyConstraint("snapshot_id", "scope_id", "uuid"),
 )

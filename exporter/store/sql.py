@@ -1,30 +1,28 @@
-"""The SQL behind ``bbaccess diff`` and the ``access_changes`` view.
+"""The SQL that code runs: ``bbaccess diff``, the labels refresh, and who-can-access.
 
 One body computes the changes for a set of snapshot pairs ``pair(a, b)``, ``a`` before ``b``:
-``bbaccess diff`` runs it for one pair (``:a``, ``:b``), the ``access_changes`` view for each
-complete snapshot and the complete one before it. The migration that created the view holds its
-own frozen copy of this text; a test holds the two to the same answers.
+``bbaccess diff`` runs it for one pair (``:a``, ``:b``); the ``access_changes`` view runs the same
+body for each complete snapshot and the complete one before it. The views belong to the
+migrations, which hold their SQL written out in full (``changes_sql(CONSECUTIVE_PAIRS)`` is what
+the newest one froze); the property test holds the view and the diff to the same answers.
 
 The rules (DESIGN.md, "Diff"): a version opened or closed in (a, b] can only come from an ok
 observation of its scope in (a, b], so the changed rows are exactly the versions valid at ``a`` and
 closed by ``b`` (old) and the versions opened after ``a`` and valid at ``b`` (new), paired by key.
 A key in both with the same value left and came back: no change. A new key in a scope with no ok
-observation at or before ``a`` is a ``baseline`` unless its object is new.
+observation at or before ``a`` is a ``baseline`` unless its object is new. A permission outside
+the known order (``none``) has no rank: a change to or from it is ``changed``, never raised or
+lowered. Group membership changes are ``added to group`` and ``removed from group``.
 """
 
 from __future__ import annotations
 
-#: Permissions and roles in order; a higher rank is more access.
+#: Permissions and roles in order; a higher rank is more access. Any other value has no rank.
 RANK_SQL = """CASE {col}
-    WHEN 'none' THEN 0 WHEN 'read' THEN 1 WHEN 'member' THEN 1
+    WHEN 'read' THEN 1 WHEN 'member' THEN 1
     WHEN 'write' THEN 2 WHEN 'collaborator' THEN 2
     WHEN 'create-repo' THEN 3 WHEN 'create-project' THEN 3
     WHEN 'admin' THEN 4 WHEN 'owner' THEN 4 END"""
-
-SOURCE_SQL = """CASE {col}
-    WHEN 'workspace_roles' THEN 'workspace'
-    WHEN 'repository_permissions' THEN 'effective'
-    ELSE {col} END"""
 
 #: Every complete snapshot paired with the complete snapshot before it (0 for the first).
 CONSECUTIVE_PAIRS = """SELECT coalesce((SELECT max(p.id) FROM snapshots p
@@ -135,7 +133,7 @@ grant_changes AS (
                 WHEN {rank_new} > {rank_old} THEN 'raised'
                 WHEN {rank_new} < {rank_old} THEN 'lowered'
                 ELSE 'changed' END AS change,
-           {source} AS source
+           s.source
       FROM grant_pairs gp JOIN scopes s ON s.id = gp.scope_id),
 workspaces AS (SELECT uuid, label FROM object_labels WHERE object_type = 'workspace')"""
 
@@ -166,13 +164,27 @@ SELECT c.b, (SELECT sn.finished_at FROM snapshots sn WHERE sn.id = c.b), c.a,
        c.object_type,
        coalesce(l.label, c.object_uuid),
        c.subject_type,
-       coalesce(u.display_name, c.subject_uuid),
-       c.change,
+       coalesce(u.display_name, sl.label, c.subject_uuid),
+       CASE WHEN c.source = 'membership' AND c.change = 'granted' THEN 'added to group'
+            WHEN c.source = 'membership' AND c.change = 'revoked' THEN 'removed from group'
+            ELSE c.change END,
        NULL,
        c.old_value,
        c.new_value,
        c.source,
-       CASE WHEN c.change IN ('revoked', 'granted') THEN
+       CASE WHEN c.source = 'membership' AND c.change IN ('revoked', 'granted') THEN
+            'the group grants access to ' || (SELECT count(DISTINCT reached) FROM (
+                SELECT x.object_uuid AS reached FROM grants x
+                 WHERE x.subject_uuid = c.object_uuid AND x.object_type = 'repository'
+                   AND x.valid_from <= c.b AND (x.valid_to IS NULL OR x.valid_to > c.b)
+                UNION ALL
+                SELECT r.uuid FROM grants x JOIN objects r ON r.parent_uuid = x.object_uuid
+                 WHERE x.subject_uuid = c.object_uuid AND x.object_type = 'project'
+                   AND x.valid_from <= c.b AND (x.valid_to IS NULL OR x.valid_to > c.b)
+                   AND r.object_type = 'repository' AND r.valid_from <= c.b
+                   AND (r.valid_to IS NULL OR r.valid_to > c.b)))
+            || ' repositories'
+            WHEN c.change IN ('revoked', 'granted') THEN
             (SELECT oe.change || ' ' || c.object_type FROM object_events oe
               WHERE oe.b = c.b AND oe.uuid = c.object_uuid
                 AND oe.change = CASE c.change WHEN 'revoked' THEN 'deleted'
@@ -184,7 +196,8 @@ SELECT c.b, (SELECT sn.finished_at FROM snapshots sn WHERE sn.id = c.b), c.a,
   JOIN scopes s ON s.id = c.scope_id
   LEFT JOIN workspaces w ON w.uuid = s.workspace_uuid
   LEFT JOIN object_labels l ON l.uuid = c.object_uuid
-  LEFT JOIN users u ON u.uuid = c.subject_uuid"""
+  LEFT JOIN users u ON u.uuid = c.subject_uuid
+  LEFT JOIN object_labels sl ON c.subject_type = 'group' AND sl.uuid = c.subject_uuid"""
 
 #: How many baseline rows the body yields, counted from the same rules without labelling them.
 BASELINE_COUNT_SELECT = """SELECT
@@ -199,13 +212,11 @@ def changes_sql(pairs: str, select: str = CHANGES_SELECT) -> str:
         pairs=pairs,
         rank_new=RANK_SQL.format(col="gp.new_value"),
         rank_old=RANK_SQL.format(col="gp.old_value"),
-        source=SOURCE_SQL.format(col="s.kind"),
     )
 
 
 DIFF_SQL = changes_sql(ONE_PAIR)
 DIFF_BASELINE_COUNT_SQL = changes_sql(ONE_PAIR, BASELINE_COUNT_SELECT)
-ACCESS_CHANGES_SQL = changes_sql(CONSECUTIVE_PAIRS)
 
 #: The newest version of every object with a readable label (``acme/payments-api``): what the
 #: ``labels`` table holds. The writer recomputes it when a snapshot completes, so that the views,
@@ -224,102 +235,3 @@ REFRESH_LABELS = (
     "DELETE FROM labels",
     f"INSERT INTO labels (uuid, object_type, label, name, workspace_uuid)\n{LABELS_SQL}",
 )
-
-OBJECT_LABELS_SQL = "SELECT uuid, object_type, label, name, workspace_uuid FROM labels"
-
-ACCESS_AT_SQL = """SELECT sn.id AS snapshot_id,
-       sn.finished_at AS snapshot_at,
-       coalesce(w.label, s.workspace_uuid) AS workspace,
-       g.object_type,
-       coalesce(l.label, g.object_uuid) AS object_name,
-       g.subject_type,
-       coalesce(u.display_name, g.subject_uuid) AS subject_name,
-       g.permission,
-       {source} AS source,
-       (SELECT max(x.snapshot_id) FROM observations x
-         WHERE x.scope_id = g.scope_id AND x.outcome = 'ok'
-           AND x.snapshot_id <= sn.id) AS observed_in,
-       g.subject_uuid,
-       g.object_uuid,
-       g.scope_id
-  FROM snapshots sn
-  JOIN grants g ON g.valid_from <= sn.id AND (g.valid_to IS NULL OR g.valid_to > sn.id)
-  JOIN scopes s ON s.id = g.scope_id
-  LEFT JOIN object_labels l ON l.uuid = g.object_uuid
-  LEFT JOIN object_labels w ON w.uuid = s.workspace_uuid
-  LEFT JOIN users u ON u.uuid = g.subject_uuid
- WHERE sn.status = 'complete'""".format(source=SOURCE_SQL.format(col="s.kind"))
-
-#: Latest knowledge of each scope: its last attempt and its last ok observation.
-SCOPE_FRESHNESS_SQL = """SELECT s.id AS scope_id, s.kind, s.label,
-       (SELECT o.outcome FROM observations o WHERE o.scope_id = s.id
-         ORDER BY o.snapshot_id DESC LIMIT 1) AS last_outcome,
-       (SELECT o.detail FROM observations o WHERE o.scope_id = s.id
-         ORDER BY o.snapshot_id DESC LIMIT 1) AS last_detail,
-       (SELECT max(o.snapshot_id) FROM observations o WHERE o.scope_id = s.id) AS last_attempted_in,
-       (SELECT max(o.snapshot_id) FROM observations o
-         WHERE o.scope_id = s.id AND o.outcome = 'ok') AS observed_in,
-       (SELECT sn.finished_at FROM snapshots sn
-         WHERE sn.id = (SELECT max(o.snapshot_id) FROM observations o
-                         WHERE o.scope_id = s.id AND o.outcome = 'ok')) AS observed_at,
-       s.workspace_uuid, s.object_uuid
-  FROM scopes s"""
-
-CURRENT_GRANTS_SQL = """SELECT coalesce(w.label, s.workspace_uuid) AS workspace,
-       g.object_type,
-       coalesce(l.label, g.object_uuid) AS object_name,
-       g.subject_type,
-       coalesce(u.display_name, g.subject_uuid) AS subject_name,
-       g.permission,
-       {source} AS source,
-       f.observed_in,
-       f.observed_at,
-       g.valid_from AS since_snapshot,
-       g.subject_uuid,
-       g.object_uuid,
-       g.scope_id
-  FROM grants g
-  JOIN scopes s ON s.id = g.scope_id
-  JOIN scope_freshness f ON f.scope_id = g.scope_id
-  LEFT JOIN object_labels l ON l.uuid = g.object_uuid
-  LEFT JOIN object_labels w ON w.uuid = s.workspace_uuid
-  LEFT JOIN users u ON u.uuid = g.subject_uuid
- WHERE g.valid_to IS NULL""".format(source=SOURCE_SQL.format(col="s.kind"))
-
-CURRENT_OBJECTS_SQL = """SELECT coalesce(w.label, s.workspace_uuid) AS workspace,
-       o.object_type,
-       l.label AS full_name,
-       o.slug,
-       o.name,
-       o.is_private,
-       p.label AS project,
-       f.observed_in,
-       f.observed_at,
-       o.valid_from AS since_snapshot,
-       o.uuid,
-       o.parent_uuid,
-       o.scope_id
-  FROM objects o
-  JOIN scopes s ON s.id = o.scope_id
-  JOIN scope_freshness f ON f.scope_id = o.scope_id
-  LEFT JOIN object_labels l ON l.uuid = o.uuid
-  LEFT JOIN object_labels w ON w.uuid = s.workspace_uuid
-  LEFT JOIN object_labels p ON p.uuid = o.parent_uuid
- WHERE o.valid_to IS NULL"""
-
-#: name → SQL of every view, in the order they must be created.
-VIEWS: dict[str, str] = {
-    "object_labels": OBJECT_LABELS_SQL,
-    "scope_freshness": SCOPE_FRESHNESS_SQL,
-    "access_changes": ACCESS_CHANGES_SQL,
-    "access_at": ACCESS_AT_SQL,
-    "current_access": CURRENT_GRANTS_SQL,
-    "current_workspace_roles": "SELECT * FROM current_access WHERE source = 'workspace'",
-    "current_repository_permissions": (
-        "SELECT * FROM current_access WHERE source = 'effective'"
-    ),
-    "current_objects": CURRENT_OBJECTS_SQL,
-    "current_workspaces": "SELECT * FROM current_objects WHERE object_type = 'workspace'",
-    "current_projects": "SELECT * FROM current_objects WHERE object_type = 'project'",
-    "current_repositories": "SELECT * FROM current_objects WHERE object_type = 'repository'",
-}

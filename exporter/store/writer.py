@@ -11,21 +11,30 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from sqlalchemy import insert, select, text, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from exporter.crawl.records import GrantRecord, ObjectRecord, Record, ScopeRef, UserRecord
+from exporter.crawl.records import (
+    GAP_OUTCOMES,
+    GrantRecord,
+    ObjectRecord,
+    Outcome,
+    Record,
+    ScopeRef,
+    UserRecord,
+)
 from exporter.errors import DatabaseError
 from exporter.store import schema
 from exporter.store.sql import REFRESH_LABELS
 
 log = logging.getLogger(__name__)
 
-OUTCOMES = ("ok", "forbidden", "failed", "skipped")
+#: Why a scope was closed without being read: its object left an ok listing of its parent.
+CLOSURE_DELETED = "deleted"
 STAGE_OBJECT = (
     "INSERT OR REPLACE INTO stage_objects (snapshot_id, scope_id, uuid, object_type, slug, name, "
     "is_private, parent_uuid) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
@@ -35,11 +44,16 @@ STAGE_GRANT = (
     "object_type, object_uuid, permission) VALUES (?, ?, ?, ?, ?, ?, ?)"
 )
 STAGE_USER = (
-    "INSERT OR REPLACE INTO stage_users (snapshot_id, uuid, display_name, nickname, account_id) "
-    "VALUES (?, ?, ?, ?, ?)"
+    "INSERT OR REPLACE INTO stage_users (snapshot_id, scope_id, uuid, display_name, nickname, "
+    "account_id) VALUES (?, ?, ?, ?, ?, ?)"
 )
 STAGE_TABLES = ("stage_observations", "stage_objects", "stage_grants", "stage_users")
 STAGE_ORDER = (STAGE_OBJECT, STAGE_GRANT, STAGE_USER)
+REGISTER_SCOPE = (
+    "INSERT OR IGNORE INTO scopes (kind, workspace_uuid, object_type, object_uuid, "
+    "parent_scope_id, label, source) VALUES (?, ?, ?, ?, ?, ?, ?)"
+)
+RELABEL_SCOPE = "UPDATE scopes SET label = ? WHERE kind = ? AND object_uuid = ?"
 #: Staged rows written per transaction (about 50 pages of a permissions listing).
 STAGE_BATCH_ROWS = 5000
 
@@ -61,20 +75,25 @@ class RunCounters:
 
 @dataclass(frozen=True)
 class SnapshotSummary:
+    """How a completed snapshot ended: scopes by outcome (closures of deleted objects apart)."""
+
     snapshot_id: int
     status: str
     outcomes: dict[str, int]
+    closed: int = 0
 
     @property
     def has_gaps(self) -> bool:
-        return any(self.outcomes.get(o, 0) for o in ("forbidden", "failed", "skipped"))
+        """Some scope could not be read. Scopes the plan left for a later night are no gap:
+        rationing them is how a run stays within the rate limit."""
+        return any(self.outcomes.get(o, 0) for o in GAP_OUTCOMES if o != Outcome.SKIPPED)
 
 
 # Versions of ``objects`` and ``grants`` are closed when an ok observation of their scope no longer
 # shows them with the same values, and opened for staged rows that have no open version.
 MERGE_STATEMENTS = (
-    """INSERT INTO observations (snapshot_id, scope_id, outcome, detail)
-       SELECT snapshot_id, scope_id, outcome, detail FROM stage_observations
+    """INSERT INTO observations (snapshot_id, scope_id, outcome, detail, requests)
+       SELECT snapshot_id, scope_id, outcome, detail, requests FROM stage_observations
         WHERE snapshot_id = :s""",
     """UPDATE objects SET valid_to = :s
         WHERE valid_to IS NULL
@@ -98,30 +117,37 @@ MERGE_STATEMENTS = (
           AND NOT EXISTS (SELECT 1 FROM objects o WHERE o.valid_to IS NULL
                              AND o.scope_id = st.scope_id AND o.uuid = st.uuid)""",
     # A child scope (say, a repository's explicit grants) whose object left an ok listing of its
-    # parent in this snapshot is closed here: its facts end with the object, reason "deleted".
-    # Only a scope observed ok before has facts to close; whether some run (perhaps one that
-    # crashed) merely attempted it must not change what a diff says.
-    """INSERT OR REPLACE INTO observations (snapshot_id, scope_id, outcome, detail)
-       SELECT :s, c.id, 'ok', 'deleted with its ' || c.object_type
+    # parent in this snapshot is closed here: its facts end with the object (closure 'deleted'),
+    # even if this run read the child before the object went. Only a scope observed ok (before
+    # or now) has facts to close; whether some run (perhaps one that crashed) merely attempted
+    # it must not change what a diff says.
+    """INSERT OR REPLACE INTO observations (snapshot_id, scope_id, outcome, detail, closure)
+       SELECT :s, c.id, 'ok', 'deleted with its ' || c.object_type, 'deleted'
          FROM scopes c
         WHERE c.parent_scope_id IN (SELECT scope_id FROM stage_observations
                                      WHERE snapshot_id = :s AND outcome = 'ok')
-          AND EXISTS (SELECT 1 FROM observations o WHERE o.scope_id = c.id
-                         AND o.outcome = 'ok' AND o.snapshot_id < :s)
+          AND (EXISTS (SELECT 1 FROM observations o WHERE o.scope_id = c.id
+                          AND o.outcome = 'ok' AND o.snapshot_id < :s)
+               OR EXISTS (SELECT 1 FROM stage_observations so WHERE so.snapshot_id = :s
+                             AND so.scope_id = c.id AND so.outcome = 'ok'))
           AND EXISTS (SELECT 1 FROM objects o WHERE o.scope_id = c.parent_scope_id
                          AND o.uuid = c.object_uuid AND o.valid_to = :s)
           AND NOT EXISTS (SELECT 1 FROM objects o WHERE o.scope_id = c.parent_scope_id
-                             AND o.uuid = c.object_uuid AND o.valid_to IS NULL)
-          AND NOT EXISTS (SELECT 1 FROM stage_observations so WHERE so.snapshot_id = :s
-                             AND so.scope_id = c.id AND so.outcome = 'ok')""",
+                             AND o.uuid = c.object_uuid AND o.valid_to IS NULL)""",
+    """DELETE FROM stage_grants
+        WHERE scope_id IN (SELECT scope_id FROM observations
+                            WHERE snapshot_id = :s AND closure IS NOT NULL)""",
+    """DELETE FROM stage_objects
+        WHERE scope_id IN (SELECT scope_id FROM observations
+                            WHERE snapshot_id = :s AND closure IS NOT NULL)""",
     """UPDATE grants SET valid_to = :s
         WHERE valid_to IS NULL
           AND scope_id IN (SELECT scope_id FROM observations
-                            WHERE snapshot_id = :s AND detail LIKE 'deleted with its %')""",
+                            WHERE snapshot_id = :s AND closure IS NOT NULL)""",
     """UPDATE objects SET valid_to = :s
         WHERE valid_to IS NULL
           AND scope_id IN (SELECT scope_id FROM observations
-                            WHERE snapshot_id = :s AND detail LIKE 'deleted with its %')""",
+                            WHERE snapshot_id = :s AND closure IS NOT NULL)""",
     """UPDATE grants SET valid_to = :s
         WHERE valid_to IS NULL
           AND scope_id IN (SELECT scope_id FROM stage_observations
@@ -142,9 +168,12 @@ MERGE_STATEMENTS = (
           AND NOT EXISTS (SELECT 1 FROM grants g WHERE g.valid_to IS NULL
                              AND g.scope_id = st.scope_id AND g.subject_uuid = st.subject_uuid
                              AND g.object_uuid = st.object_uuid)""",
+    # Names only from scopes read whole: a failed scope's pages may be of another moment.
     """INSERT INTO users (uuid, display_name, nickname, account_id, last_seen)
-       SELECT uuid, display_name, nickname, account_id, :s FROM stage_users
-        WHERE snapshot_id = :s
+       SELECT st.uuid, st.display_name, st.nickname, st.account_id, :s FROM stage_users st
+         JOIN stage_observations so ON so.snapshot_id = st.snapshot_id
+                                   AND so.scope_id = st.scope_id AND so.outcome = 'ok'
+        WHERE st.snapshot_id = :s
        ON CONFLICT (uuid) DO UPDATE SET display_name = excluded.display_name,
               nickname = excluded.nickname, account_id = excluded.account_id,
               last_seen = excluded.last_seen""",
@@ -203,37 +232,40 @@ class SnapshotWriter:
 
     async def scope_id(self, scope: ScopeRef) -> int:
         """The id of ``scope`` (and of its parents), registering them on first sight."""
-        key = (scope.kind.value, scope.object_uuid)
-        if key in self._scope_ids:
-            return self._scope_ids[key]
-        parent_id = None if scope.parent is None else await self.scope_id(scope.parent)
+        return (await self.scope_ids([scope]))[0]
+
+    async def scope_ids(self, scopes: Sequence[ScopeRef]) -> list[int]:
+        """The ids of ``scopes`` (and of their parents), registering new ones in one transaction.
+
+        A scope's label (its endpoint) is brought up to date: a renamed repository keeps its id.
+        """
+        parents = [p for p in dict.fromkeys(s.parent for s in scopes) if p is not None]
+        parent_ids = {}
+        if parents:
+            parent_ids = dict(zip(parents, await self.scope_ids(parents), strict=True))
+        known = self._scope_ids
+        new = [s for s in dict.fromkeys(scopes) if (s.kind.value, s.object_uuid) not in known]
+        if new:
+            await self._register(new, parent_ids)
+        return [self._scope_ids[(s.kind.value, s.object_uuid)] for s in scopes]
+
+    async def _register(self, scopes: list[ScopeRef], parent_ids: dict[ScopeRef, int]) -> None:
+        rows = [
+            (s.kind.value, s.workspace_uuid, s.object_type, s.object_uuid,
+             None if s.parent is None else parent_ids[s.parent], s.label, s.source)
+            for s in scopes
+        ]  # fmt: skip
         async with self._write_lock, self._engine.begin() as conn:
-            await conn.execute(
-                insert(schema.scopes)
-                .prefix_with("OR IGNORE")
-                .values(
-                    kind=scope.kind.value,
-                    workspace_uuid=scope.workspace_uuid,
-                    object_type=scope.object_type,
-                    object_uuid=scope.object_uuid,
-                    parent_scope_id=parent_id,
-                    label=scope.label,
-                )
+            await conn.exec_driver_sql(REGISTER_SCOPE, rows)
+            await conn.exec_driver_sql(
+                RELABEL_SCOPE, [(s.label, s.kind.value, s.object_uuid) for s in scopes]
             )
-            await conn.execute(
-                update(schema.scopes)
-                .where(schema.scopes.c.kind == scope.kind.value)
-                .where(schema.scopes.c.object_uuid == scope.object_uuid)
-                .values(label=scope.label)
-            )
-            found = await conn.execute(
-                select(schema.scopes.c.id)
-                .where(schema.scopes.c.kind == scope.kind.value)
-                .where(schema.scopes.c.object_uuid == scope.object_uuid)
-            )
-            scope_id = int(found.scalar_one())
-        self._scope_ids[key] = scope_id
-        return scope_id
+            wanted = {(s.kind.value, s.object_uuid) for s in scopes}
+            found = await conn.execute(text("SELECT kind, object_uuid, id FROM scopes"))
+            for kind, object_uuid, scope_id in found:
+                key = (str(kind), str(object_uuid))
+                if key in wanted:
+                    self._scope_ids[key] = int(scope_id)
 
     async def stage(self, scope_id: int, records: Iterable[Record]) -> None:
         """Stage one page of a scope's records. A record seen twice (paging drift) counts once.
@@ -255,7 +287,7 @@ class SnapshotWriter:
                      r.permission)
                 )
             elif isinstance(r, UserRecord):
-                users.append((s, r.uuid, r.display_name, r.nickname, r.account_id))
+                users.append((s, scope_id, r.uuid, r.display_name, r.nickname, r.account_id))
         if len(objects) + len(grants) + len(users) >= STAGE_BATCH_ROWS:
             await self._flush()
 
@@ -278,18 +310,20 @@ class SnapshotWriter:
             if pending[statement]:
                 await conn.exec_driver_sql(statement, pending[statement])
 
-    async def finish_scope(self, scope_id: int, outcome: str, detail: str | None = None) -> None:
-        """Record how the scope's observation ended. Only ``ok`` keeps what was staged."""
-        if outcome not in OUTCOMES:
-            raise ValueError(f"unknown outcome {outcome!r}")
+    async def finish_scope(
+        self, scope_id: int, outcome: Outcome, detail: str | None = None, *, requests: int = 0
+    ) -> None:
+        """Record how the scope's observation ended (and how many requests it took). Only ``ok``
+        keeps what was staged."""
+        outcome = Outcome(outcome)
         if scope_id in self._finished:
             # Two readers of one scope would mix their pages: a bug, never a merge.
             raise RuntimeError(f"scope {scope_id} was already finished in this snapshot")
         self._finished.add(scope_id)
         async with self._write_lock, self._engine.begin() as conn:
             await self._write_pending(conn)
-            if outcome != "ok":
-                for table in (schema.stage_objects, schema.stage_grants):
+            if outcome != Outcome.OK:
+                for table in (schema.stage_objects, schema.stage_grants, schema.stage_users):
                     await conn.execute(
                         table.delete()
                         .where(table.c.snapshot_id == self.snapshot_id)
@@ -301,13 +335,17 @@ class SnapshotWriter:
                 .values(
                     snapshot_id=self.snapshot_id,
                     scope_id=scope_id,
-                    outcome=outcome,
+                    outcome=outcome.value,
                     detail=detail,
+                    requests=requests,
                 )
             )
 
-    async def complete(self, counters: RunCounters) -> SnapshotSummary:
-        """Merge everything staged into the fact tables, in one transaction."""
+    async def complete(self, counters: RunCounters, *, skipped: int = 0) -> SnapshotSummary:
+        """Merge everything staged into the fact tables, in one transaction.
+
+        ``skipped`` counts the per-object scopes the plan left for a later night: they are
+        counted on the snapshot row, not stored one by one (thousands a night)."""
         s = self.snapshot_id
         async with self._engine.begin() as conn:
             await self._claim(conn)
@@ -316,7 +354,8 @@ class SnapshotWriter:
                 await conn.execute(text(statement), {"s": s})
             for statement in REFRESH_LABELS:
                 await conn.execute(text(statement))
-            outcomes = await self._outcomes(conn)
+            outcomes, closed = await self._outcomes(conn)
+            outcomes[Outcome.SKIPPED] = outcomes.get(Outcome.SKIPPED, 0) + skipped
             await conn.execute(
                 update(schema.snapshots)
                 .where(schema.snapshots.c.id == s)
@@ -324,11 +363,11 @@ class SnapshotWriter:
                     status="complete",
                     finished_at=self._clock(),
                     **_counter_values(counters),
-                    **{f"scopes_{o}": outcomes.get(o, 0) for o in OUTCOMES},
+                    **{f"scopes_{o.value}": outcomes.get(o, 0) for o in Outcome},
                 )
             )
             await self._drop_staged(conn, s)
-        return SnapshotSummary(snapshot_id=s, status="complete", outcomes=outcomes)
+        return SnapshotSummary(s, "complete", outcomes, closed)
 
     async def fail(self, message: str, counters: RunCounters, *, status: str = "failed") -> None:
         """End the snapshot without merging anything: facts stay as they were."""
@@ -361,14 +400,24 @@ class SnapshotWriter:
                 "took over the database, so nothing of this one was merged"
             )
 
-    async def _outcomes(self, conn: AsyncConnection) -> dict[str, int]:
+    async def _outcomes(self, conn: AsyncConnection) -> tuple[dict[str, int], int]:
+        """Observations of this snapshot by outcome, and apart the closures of child scopes of
+        deleted objects (not observations of a listing, so not counted as ok)."""
         rows = await conn.execute(
             text(
-                "SELECT outcome, count(*) FROM observations WHERE snapshot_id = :s GROUP BY outcome"
+                "SELECT outcome, closure IS NOT NULL, count(*) FROM observations "
+                "WHERE snapshot_id = :s GROUP BY 1, 2"
             ),
             {"s": self.snapshot_id},
         )
-        return {str(outcome): int(count) for outcome, count in rows}
+        outcomes: dict[str, int] = {}
+        closed = 0
+        for outcome, is_closure, count in rows:
+            if is_closure:
+                closed += int(count)
+            else:
+                outcomes[str(outcome)] = int(count)
+        return outcomes, closed
 
     @staticmethod
     async def _drop_staged(conn: AsyncConnection, snapshot_id: int) -> None:

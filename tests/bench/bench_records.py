@@ -17,12 +17,16 @@ from exporter import __version__
 from exporter.crawl.records import (
     GrantRecord,
     ObjectRecord,
+    Outcome,
     Record,
     ScopeKind,
+    ScopeRef,
+    ScopeTarget,
     UserRecord,
     WorkspaceRef,
+    group_key,
 )
-from exporter.export import workspace_scopes
+from exporter.crawl.scopes import PER_OBJECT, WORKSPACE_WIDE
 from exporter.simulator import Org
 from exporter.simulator.org import Workspace
 from exporter.store.database import open_database
@@ -55,10 +59,42 @@ def scope_records(org: Org, ws: Workspace, kind: ScopeKind) -> list[Record]:
             ObjectRecord("repository", r.uuid, r.slug, r.name, r.is_private, r.project_uuid)
             for r in sorted(ws.repositories.values(), key=lambda r: r.uuid)
         ]
+    if kind is ScopeKind.GROUPS:
+        groups: list[Record] = []
+        for slug, group in sorted(ws.groups.items()):
+            key = group_key(ws.uuid, slug)
+            groups.append(ObjectRecord("group", key, slug, group.name, None))
+            for user in sorted(group.members):
+                groups += [_user(org, user), GrantRecord("user", user, "group", key, "member")]
+        return groups
     grants: list[Record] = []
     for (repo, user), permission in sorted(ws.effective_permissions().items()):
         grants += [_user(org, user), GrantRecord("user", user, "repository", repo, permission)]
     return grants
+
+
+#: The explicit grants of each kind of per-object scope: (table, object type, by group).
+EXPLICIT_TABLES = {
+    ScopeKind.REPOSITORY_USER_GRANTS: ("repo_user_grants", "repository", False),
+    ScopeKind.REPOSITORY_GROUP_GRANTS: ("repo_group_grants", "repository", True),
+    ScopeKind.PROJECT_USER_GRANTS: ("project_user_grants", "project", False),
+    ScopeKind.PROJECT_GROUP_GRANTS: ("project_group_grants", "project", True),
+}
+
+
+def explicit_records(org: Org, ws: Workspace, kind: ScopeKind, object_uuid: str) -> list[Record]:
+    """What the per-object fetcher of ``kind`` would read for one repository or project."""
+    table, object_type, by_group = EXPLICIT_TABLES[kind]
+    found: list[Record] = []
+    for subject, permission in sorted(getattr(ws, table).get(object_uuid, {}).items()):
+        if by_group:
+            if subject in ws.groups:
+                key = group_key(ws.uuid, subject)
+                found.append(GrantRecord("group", key, object_type, object_uuid, permission))
+        else:
+            grant = GrantRecord("user", subject, object_type, object_uuid, permission)
+            found += [_user(org, subject), grant]
+    return found
 
 
 def pages_of(records: Sequence[Record], size: int = PAGE) -> Iterator[Sequence[Record]]:
@@ -82,21 +118,45 @@ def pages_of(records: Sequence[Record], size: int = PAGE) -> Iterator[Sequence[R
         yield page
 
 
-async def stage_org(writer: SnapshotWriter, org: Org) -> None:
-    """Register, stage and finish every workspace-wide scope of ``org`` (all ``ok``)."""
+#: The kinds a database of schema revision 0002 knew: no groups, no explicit grants.
+FIRST_KINDS = frozenset({ScopeKind.WORKSPACE, ScopeKind.WORKSPACE_ROLES, ScopeKind.PROJECTS,
+                         ScopeKind.REPOSITORIES, ScopeKind.REPOSITORY_PERMISSIONS})  # fmt: skip
+
+
+async def stage_org(
+    writer: SnapshotWriter, org: Org, kinds: frozenset[ScopeKind] | None = None
+) -> None:
+    """Register, stage and finish every scope of ``org`` (all ``ok``), or those of ``kinds``."""
     for ws in org.workspaces.values():
-        for kind, scope in workspace_scopes(WorkspaceRef(ws.uuid, ws.slug)).items():
-            scope_id = await writer.scope_id(scope)
-            for page in pages_of(scope_records(org, ws, kind)):
-                await writer.stage(scope_id, page)
-            await writer.finish_scope(scope_id, "ok")
+        ref = WorkspaceRef(ws.uuid, ws.slug)
+        for spec in WORKSPACE_WIDE:
+            if kinds is None or spec.kind in kinds:
+                await _stage(writer, spec.ref(ScopeTarget.of_workspace(ref)),
+                             scope_records(org, ws, spec.kind))  # fmt: skip
+        objects = [("repository", r.uuid, r.slug) for r in ws.repositories.values()]
+        objects += [("project", p.uuid, p.key) for p in ws.projects.values()]
+        for spec in PER_OBJECT:
+            if kinds is not None and spec.kind not in kinds:
+                continue
+            for object_type, uuid, slug in objects:
+                if object_type == spec.object_type:
+                    scope = spec.ref(ScopeTarget(ref, object_type, uuid, slug))
+                    await _stage(writer, scope, explicit_records(org, ws, spec.kind, uuid))
+
+
+async def _stage(writer: SnapshotWriter, scope: ScopeRef, records: list[Record]) -> None:
+    scope_id = await writer.scope_id(scope)
+    for page in pages_of(records):
+        await writer.stage(scope_id, page)
+    await writer.finish_scope(scope_id, Outcome.OK, requests=1)
 
 
 class NightWriter:
     """Writes snapshots of an org into one database, night after night."""
 
-    def __init__(self, db: Path) -> None:
+    def __init__(self, db: Path, kinds: frozenset[ScopeKind] | None = None) -> None:
         self.db = db
+        self.kinds = kinds
         self.engine: AsyncEngine | None = None
 
     async def night(self, org: Org) -> tuple[int, float]:
@@ -105,7 +165,7 @@ class NightWriter:
             self.engine = await open_database(self.db)
         writer = SnapshotWriter(self.engine, tool_version=__version__)
         snapshot_id = await writer.begin()
-        await stage_org(writer, org)
+        await stage_org(writer, org, self.kinds)
         started = time.perf_counter()
         await writer.complete(RunCounters())
         return snapshot_id, time.perf_counter() - started

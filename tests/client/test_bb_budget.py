@@ -4,11 +4,22 @@ with a fake clock."""
 from __future__ import annotations
 
 import asyncio
+import heapq
+import itertools
+import math
+from typing import NotRequired, TypedDict
 
 import pytest
 
 from exporter.bitbucket import RateBudget, parse_rate
-from exporter.bitbucket.budget import earliest_start, seconds_needed, wait_before_next
+from exporter.bitbucket.budget import (
+    earliest_start,
+    finish_seconds,
+    requests_startable,
+    seconds_needed,
+    start_offset,
+    wait_before_next,
+)
 from tests.client.bb_fake import FakeClock, RecordingSleep, most_in_any_window
 
 
@@ -94,3 +105,159 @@ def test_from_rate() -> None:
     budget = RateBudget.from_rate("900/h")
     assert (budget.limit, budget.window) == (900, 3600.0)
     assert repr(budget) == "RateBudget(limit=900, window=3600)"
+
+
+# --- Predictions held against the budget's own schedule ------------------------------------------
+
+
+async def recorded_starts(
+    limit: int, window: float, n: int, *, concurrency: int | None = None, latency: float = 0.0
+) -> list[float]:
+    """The start time of each of ``n`` requests let through by a real ``RateBudget``.
+
+    A fake clock moves only when slept on. Without ``concurrency`` the requests acquire one
+    after another. With it, a small discrete-event loop: ``concurrency`` workers each acquire
+    as soon as they are free, then are busy ``latency`` seconds; the worker free first goes
+    next (the budget serves callers first come, first served), and the clock never runs back.
+    """
+    clock = FakeClock()
+    budget = RateBudget(limit, window, clock=clock, sleep=clock.sleep)
+    free_at = [0.0] * (concurrency or 1)  # a heap: when each worker can issue its next request
+    starts: list[float] = []
+    for _ in range(n):
+        if concurrency is not None:
+            clock.now = max(clock.now, heapq.heappop(free_at))
+        await budget.acquire()
+        starts.append(clock())
+        if concurrency is not None:
+            heapq.heappush(free_at, clock() + latency)
+    assert budget.acquired == n
+    assert most_in_any_window(starts, window) <= limit
+    return starts
+
+
+class Options(TypedDict):
+    """The keyword options of the predictions."""
+
+    limit: int
+    window: float
+    concurrency: NotRequired[int]
+    latency: NotRequired[float]
+
+
+def started_before(starts: list[float], seconds: float) -> int:
+    assert seconds <= starts[-1], "the recorded schedule must reach past the deadline"
+    return sum(1 for start in starts if start < seconds)
+
+
+async def test_start_offset_is_the_budgets_step_function() -> None:
+    starts = await recorded_starts(5, 10.0, 23)
+    assert starts == [0.0] * 5 + [10.0] * 5 + [20.0] * 5 + [30.0] * 5 + [40.0] * 3
+    for n in range(1, 24):
+        assert start_offset(n, limit=5, window=10.0) == starts[n - 1], n
+        assert seconds_needed(n, limit=5, window=10.0) == starts[n - 1], n
+        assert finish_seconds(n, limit=5, window=10.0, latency=2.0) == starts[n - 1] + 2.0
+        # Workers that take no time are held back by the window alone.
+        assert start_offset(n, limit=5, window=10.0, concurrency=2) == starts[n - 1], n
+    for n in (0, -3):
+        assert start_offset(n, limit=5, window=10.0) == 0.0
+        assert finish_seconds(n, limit=5, window=10.0, concurrency=2, latency=1.0) == 0.0
+        assert seconds_needed(n, limit=5, window=10.0) == 0.0
+
+
+async def test_at_900_an_hour_the_901st_request_waits_a_whole_hour() -> None:
+    hourly: Options = {"limit": 900, "window": 3600.0}
+    starts = await recorded_starts(900, 3600.0, 1801)
+    assert starts[899] == 0.0 == start_offset(900, **hourly)
+    assert starts[900] == 3600.0 == start_offset(901, **hourly)
+    assert starts[999] == 3600.0 == start_offset(1000, **hourly)  # not 400 s
+    assert starts[1800] == 7200.0 == start_offset(1801, **hourly)
+    assert all(start_offset(n, **hourly) == starts[n - 1] for n in range(1, 1802))
+    for seconds in (1.0, 400.0, 3599.0, 3600.0, 3600.5, 7199.0, 7200.0):
+        assert requests_startable(seconds, **hourly) == started_before(starts, seconds), seconds
+
+
+@pytest.mark.parametrize(
+    "seconds", [0.0, 1e-9, 5.0, 9.999, 10.0, 10.000001, 19.5, 20.0, 25.0, 30.0, 39.0, 40.0]
+)
+async def test_requests_startable_counts_the_budgets_starts_before_a_deadline(
+    seconds: float,
+) -> None:
+    starts = await recorded_starts(5, 10.0, 23)
+    expected = started_before(starts, seconds)
+    assert requests_startable(seconds, limit=5, window=10.0) == expected
+    assert requests_startable(seconds, limit=5, window=10.0, concurrency=3) == expected
+    assert expected == (5 * math.ceil(seconds / 10.0) if seconds > 0 else 0)
+
+
+def test_requests_startable_before_the_start_is_none() -> None:
+    assert requests_startable(-1.0, limit=5, window=10.0) == 0
+    assert requests_startable(-1.0, limit=5, window=10.0, concurrency=2, latency=1.0) == 0
+    assert requests_startable(0.0, limit=5, window=10.0, concurrency=2, latency=1.0) == 0
+
+
+# (limit, window, concurrency, latency): latency-bound, window-bound and mixed schedules, with
+# binary-exact latencies so the fake clock and the prediction add up to the same floats.
+SCHEDULES = [
+    (5, 10.0, 2, 3.0),  # two workers fill the window by 6 s, then wait for it
+    (5, 10.0, 8, 0.25),  # the window alone holds back
+    (5, 10.0, 1, 4.0),  # one slow worker never fills the window
+    (4, 10.0, 3, 2.5),
+    (3, 8.0, 2, 5.0),  # workers and window take turns
+    (6, 10.0, 4, 9.5),
+]
+
+
+@pytest.mark.parametrize(("limit", "window", "concurrency", "latency"), SCHEDULES)
+async def test_start_offset_with_workers_follows_the_budget(
+    limit: int, window: float, concurrency: int, latency: float
+) -> None:
+    options = Options(limit=limit, window=window, concurrency=concurrency, latency=latency)
+    starts = await recorded_starts(limit, window, 40, concurrency=concurrency, latency=latency)
+    assert starts[-1] > 3 * window  # crosses several window boundaries
+    for n in range(1, 41):
+        assert start_offset(n, **options) == starts[n - 1], n
+        assert finish_seconds(n, **options) == starts[n - 1] + latency, n
+    deadlines = {0.0, *starts, *(k * window for k in range(1, 4))}
+    deadlines |= {(a + b) / 2 for a, b in itertools.pairwise(starts)}
+    for seconds in sorted(deadlines):
+        assert requests_startable(seconds, **options) == started_before(starts, seconds), seconds
+
+
+def test_a_schedule_with_workers_by_hand() -> None:
+    options: Options = {"limit": 5, "window": 10.0, "concurrency": 2, "latency": 3.0}
+    assert [start_offset(n, **options) for n in range(1, 12)] == [
+        0, 0, 3, 3, 6, 10, 10, 13, 13, 16, 20]  # fmt: skip
+    assert finish_seconds(11, **options) == 23.0
+    assert requests_startable(10.0, **options) == 5
+    assert requests_startable(10.5, **options) == 7
+
+
+async def test_a_realistic_night_at_1000_an_hour_with_8_workers() -> None:
+    options: Options = {"limit": 1000, "window": 3600.0, "concurrency": 8, "latency": 0.1}
+    starts = await recorded_starts(1000, 3600.0, 2101, concurrency=8, latency=0.1)
+    predicted = [start_offset(n, **options) for n in range(1, 2102)]
+    assert predicted == pytest.approx(starts, rel=1e-12, abs=1e-9)
+    assert predicted[1000] == starts[1000] == 3600.0 and predicted[2000] == 7200.0
+    for seconds in (12.0, 12.5, 3600.0, 3601.0, 7200.0):
+        assert requests_startable(seconds, **options) == started_before(starts, seconds)
+    # A whole night: every hour releases its 1,000 within 12.5 s.
+    assert requests_startable(24 * 3600.0, **options) == 24_000
+    assert requests_startable(24 * 3600.0, limit=1000, window=3600.0) == 24_000
+    assert start_offset(100_000, **options) == pytest.approx(99 * 3600 + 124 * 0.1)
+    assert start_offset(100_000, limit=1000, window=3600.0) == 99 * 3600
+
+
+@pytest.mark.parametrize(
+    "options",
+    [{"limit": 0, "window": 10.0}, {"limit": 5, "window": 0.0},
+     {"limit": 5, "window": 10.0, "concurrency": 0},
+     {"limit": 5, "window": 10.0, "concurrency": 2, "latency": -1.0}],
+)  # fmt: skip
+def test_predictions_refuse_meaningless_options(options: Options) -> None:
+    with pytest.raises(ValueError, match=r"at least 1|window|concurrency|latency"):
+        start_offset(3, **options)
+    with pytest.raises(ValueError, match=r"at least 1|window|concurrency|latency"):
+        requests_startable(3.0, **options)
+    with pytest.raises(ValueError, match=r"at least 1|window|concurrency|latency"):
+        finish_seconds(3, **options)

@@ -2,22 +2,24 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import pytest
 from aiohttp import web
 
 from exporter.bitbucket import BitbucketClient
-from exporter.crawl.fetchers import (
-    fetch_projects,
-    fetch_repositories,
-    fetch_repository_permissions,
-    fetch_workspace,
-    fetch_workspace_roles,
-    list_workspaces,
+from exporter.crawl.fetchers import fetch_workspace, list_workspaces
+from exporter.crawl.records import (
+    GrantRecord,
+    ObjectRecord,
+    Record,
+    ScopeKind,
+    ScopeTarget,
+    UserRecord,
+    WorkspaceRef,
 )
-from exporter.crawl.records import GrantRecord, ObjectRecord, UserRecord, WorkspaceRef
+from exporter.crawl.scopes import SCOPE_KINDS
 from exporter.errors import FetchFailedError
 from tests.client.bb_fake import FakeBitbucket
 
@@ -32,6 +34,13 @@ ALICE = {
     "links": {"avatar": {"href": "https://avatar-management.example/alice"}},
 }
 BOB = {"display_name": "Bob Builder", "uuid": "{u-bob}", "type": "user", "account_id": "5:b"}
+
+
+def read(
+    kind: ScopeKind, client: BitbucketClient, ws: WorkspaceRef | None = None
+) -> AsyncIterator[list[Record]]:
+    """The pages of a workspace-wide scope, as the run reads them."""
+    return SCOPE_KINDS[kind].pages(client, ScopeTarget.of_workspace(ws or WS))
 
 
 def pages(base: str, *bodies: list[dict[str, Any]]) -> Any:
@@ -96,7 +105,7 @@ async def test_workspace_slug_is_quoted_in_the_path(
 ) -> None:
     bitbucket.routes["/2.0/workspaces/odd slug/x/projects"] = pages(bitbucket.base_url, [])
     ws = WorkspaceRef("{ws-3}", "odd slug/x")
-    got = [batch async for batch in fetch_projects(make_client(bitbucket.base_url), ws)]
+    got = [batch async for batch in read(ScopeKind.PROJECTS, make_client(bitbucket.base_url), ws)]
     assert got == [[]]
     assert bitbucket.seen[0].raw_path.startswith("/2.0/workspaces/odd%20slug%2Fx/projects?")
 
@@ -115,7 +124,10 @@ async def test_workspace_roles(bitbucket: FakeBitbucket, make_client: MakeClient
     bitbucket.routes["/2.0/workspaces/acme/permissions"] = pages(
         bitbucket.base_url, rows[:1], rows[1:]
     )
-    got = [batch async for batch in fetch_workspace_roles(make_client(bitbucket.base_url), WS)]
+    got = [
+        batch
+        async for batch in read(ScopeKind.WORKSPACE_ROLES, make_client(bitbucket.base_url), WS)
+    ]
     assert got == [
         [
             UserRecord("{u-alice}", "Alice Admin", "alice", "557058:aaaa"),
@@ -148,7 +160,7 @@ async def test_projects(bitbucket: FakeBitbucket, make_client: MakeClient) -> No
         }
     ]
     bitbucket.routes["/2.0/workspaces/acme/projects"] = pages(bitbucket.base_url, rows)
-    got = [batch async for batch in fetch_projects(make_client(bitbucket.base_url), WS)]
+    got = [batch async for batch in read(ScopeKind.PROJECTS, make_client(bitbucket.base_url), WS)]
     assert got == [[ObjectRecord("project", "{p-1}", "PAY", "Payments", True, None)]]
 
 
@@ -173,7 +185,9 @@ async def test_repositories(bitbucket: FakeBitbucket, make_client: MakeClient) -
         },
     ]
     bitbucket.routes["/2.0/repositories/acme"] = pages(bitbucket.base_url, rows)
-    got = [batch async for batch in fetch_repositories(make_client(bitbucket.base_url), WS)]
+    got = [
+        batch async for batch in read(ScopeKind.REPOSITORIES, make_client(bitbucket.base_url), WS)
+    ]
     assert got == [
         [
             ObjectRecord("repository", "{r-1}", "payments-api", "payments-api", True, "{p-1}"),
@@ -207,7 +221,7 @@ async def test_repository_permissions(bitbucket: FakeBitbucket, make_client: Mak
         bitbucket.base_url, rows[:2], rows[2:]
     )
     client = make_client(bitbucket.base_url)
-    got = [batch async for batch in fetch_repository_permissions(client, WS)]
+    got = [batch async for batch in read(ScopeKind.REPOSITORY_PERMISSIONS, client, WS)]
     assert got == [
         [
             UserRecord("{u-alice}", "Alice Admin", "alice", "557058:aaaa"),
@@ -231,7 +245,7 @@ async def test_row_without_user_uuid_fails_the_scope(
     )
     client = make_client(bitbucket.base_url)
     with pytest.raises(FetchFailedError) as caught:
-        async for _ in fetch_repository_permissions(client, WS):
+        async for _ in read(ScopeKind.REPOSITORY_PERMISSIONS, client, WS):
             pass
     text = str(caught.value)
     assert "/2.0/workspaces/acme/permissions/repositories" in text
@@ -270,7 +284,7 @@ async def test_grant_repeated_by_offset_paging_is_read_once(
     path = "/2.0/workspaces/acme/permissions/repositories"
     bitbucket.routes[path] = full_pages(bitbucket.base_url, rows)
     client = make_client(bitbucket.base_url)
-    got = [r async for batch in fetch_repository_permissions(client, WS) for r in batch]
+    got = [r async for batch in read(ScopeKind.REPOSITORY_PERMISSIONS, client, WS) for r in batch]
     grants = [(g.subject_uuid, g.object_uuid) for g in got if isinstance(g, GrantRecord)]
     assert grants == [
         ("{u-alice}", "{r-1}"),
@@ -287,5 +301,5 @@ async def test_repository_repeated_by_offset_paging_is_read_once(
     rows = [{"uuid": f"{{r-{n}}}", "slug": f"repo-{n}"} for n in (1, 2, 2, 3)]
     bitbucket.routes["/2.0/repositories/acme"] = full_pages(bitbucket.base_url, rows)
     client = make_client(bitbucket.base_url)
-    got = [r async for batch in fetch_repositories(client, WS) for r in batch]
+    got = [r async for batch in read(ScopeKind.REPOSITORIES, client, WS) for r in batch]
     assert [r.uuid for r in got] == ["{r-1}", "{r-2}", "{r-3}"]

@@ -19,6 +19,7 @@ from typing import Any
 import pytest
 
 from exporter.cli import main
+from exporter.crawl.records import group_key
 from exporter.simulator import (
     ADMIN_EMAIL,
     ADMIN_TOKEN,
@@ -98,6 +99,35 @@ def truth_key(change: TruthChange, project_keys: dict[str, str]) -> tuple[object
         attribute,
         old,
         new,
+    )
+
+
+def explicit_truth_key(change: TruthChange, org: Org) -> tuple[object, ...]:
+    """A ground-truth change of an explicit grant or a group membership, in the diff's shape:
+    groups are keyed by workspace uuid and slug; a group's grant on a project has the source
+    ``project group``; membership changes read ``added to group`` and ``removed from group``."""
+    uuids = {ws.slug: ws.uuid for ws in org.workspaces.values()}
+
+    def group(full_slug: str) -> str:
+        ws_slug, slug = full_slug.split(":", 1)
+        return group_key(uuids[ws_slug], slug)
+
+    if change.source == "membership":
+        kind = "added to group" if change.change == "granted" else "removed from group"
+        return (kind, "group", group(change.object_uuid), change.subject_uuid, "membership",
+                None, change.old, change.new)  # fmt: skip
+    subject = change.subject_uuid or ""
+    by_group = not subject.startswith("{")
+    source = "project group" if by_group and change.source == "project" else change.source
+    return (
+        change.change,
+        change.object_type,
+        change.object_uuid,
+        group(subject) if by_group else subject,
+        source,
+        None,
+        change.old,
+        change.new,
     )
 
 

@@ -108,7 +108,7 @@ def test_diff_resolves_ids_dates_and_timestamps(cli: Cli) -> None:
 
 def test_snapshots_lists_runs_with_outcomes(cli: Cli, simulator: ThreadedSimulator) -> None:
     assert cli("snapshot") == EXIT_OK
-    simulator.faults.add("missing_values", path_prefix="/2.0/repositories/", times=None)
+    simulator.faults.add("missing_values", endpoint="repositories", times=None)
     assert cli("snapshot") == EXIT_GAPS
     assert cli("snapshots", "--format", "json") == EXIT_OK
     import json

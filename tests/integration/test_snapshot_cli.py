@@ -21,6 +21,7 @@ from tests.integration.conftest import (
     ThreadedSimulator,
     churn_rng,
     diff_key,
+    explicit_truth_key,
     project_keys,
     truth_key,
 )
@@ -34,13 +35,19 @@ def test_diff_equals_the_churn_ground_truth_change_for_change(cli: Cli, org: Org
     churn = apply_churn(org, rng=churn_rng(1), rate=0.05)
     assert cli("snapshot") == EXIT_OK, cli.stderr
 
-    expected = sorted(truth_key(c, project_keys(org)) for c in churn.changes)
+    expected = sorted(
+        [truth_key(c, project_keys(org)) for c in churn.changes]
+        + [explicit_truth_key(c, org) for c in churn.explicit_changes]
+    )
     reported = cli.diff_json()
     assert reported["from_snapshot_id"] == 1 and reported["to_snapshot_id"] == 2
     assert sorted(diff_key(r) for r in reported["changes"]) == expected
     assert reported["unverified"] == []
     kinds = {c[0] for c in expected}
     assert {"granted", "revoked", "created", "deleted", "changed"} <= kinds
+    assert {"added to group", "removed from group"} <= kinds
+    sources = {c[4] for c in expected}
+    assert {"direct", "group", "project", "membership"} <= sources
 
     view = cli.sql(
         "SELECT change, object_type, object_uuid, subject_uuid, source, attribute, "
@@ -82,7 +89,11 @@ def test_forbidden_listing_is_unverified_never_revoked(
     assert not [r for r in document["changes"] if r["source"] == "effective"]
     unverified = {u["label"]: u["outcome"] for u in document["unverified"]}
     assert unverified and set(unverified.values()) == {"forbidden"}
-    assert all(label.endswith("/permissions/repositories") for label in unverified)
+    assert {label.split("/")[-1] if "/1.0/" not in label else "groups" for label in unverified} \
+        == {"repositories", "groups"}
+    # Explicit grants are not read without admin rights: unverified, counted, never revoked.
+    assert {u["outcome"] for u in document["unverified_per_object"]} == {"not attempted"}
+    assert not [r for r in document["changes"] if r["source"] not in (None, "workspace")]
 
 
 def test_failed_page_fails_its_scope_and_the_run_goes_on(
@@ -109,7 +120,10 @@ def test_failed_page_fails_its_scope_and_the_run_goes_on(
     # The next good night says what changed since the last night that saw it: nothing is lost.
     simulator.faults.clear()
     assert cli("snapshot") == EXIT_OK
-    expected = sorted(truth_key(c, project_keys(org)) for c in churn.changes)
+    expected = sorted(
+        [truth_key(c, project_keys(org)) for c in churn.changes]
+        + [explicit_truth_key(c, org) for c in churn.explicit_changes]
+    )
     assert (
         sorted(diff_key(r) for r in cli.diff_json("--from", "1", "--to", "3")["changes"])
         == expected
@@ -159,7 +173,9 @@ def test_plain_http_is_refused_off_loopback(cli: Cli, monkeypatch: pytest.Monkey
 def test_a_workspace_named_twice_is_read_once(cli: Cli, org: Org) -> None:
     ws = sorted(org.workspaces.values(), key=lambda w: w.slug)[0]
     assert cli("snapshot", "--workspace", ws.slug, "--workspace", ws.uuid) == EXIT_OK, cli.stdout
-    assert cli.sql("SELECT scopes_ok FROM snapshots") == [(5,)]
+    # Six workspace-wide listings, and two explicit-grant scopes per repository and project.
+    per_object = 2 * (len(ws.repositories) + len(ws.projects))
+    assert cli.sql("SELECT scopes_ok FROM snapshots") == [(6 + per_object,)]
 
 
 def test_a_workspace_no_longer_listed_is_a_gap_not_a_revocation(cli: Cli, org: Org) -> None:
@@ -172,7 +188,7 @@ def test_a_workspace_no_longer_listed_is_a_gap_not_a_revocation(cli: Cli, org: O
     assert f"workspace '{ws.slug}' is no longer listed" in cli.stdout
     document = cli.diff_json()
     assert not [r for r in document["changes"] if r["workspace"] == ws.slug]
-    assert len([u for u in document["unverified"] if f"/{ws.slug}" in u["label"]]) == 5
+    assert len([u for u in document["unverified"] if f"/{ws.slug}" in u["label"]]) == 6
 
 
 def test_bearer_token_reaches_no_output_or_database(

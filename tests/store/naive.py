@@ -7,8 +7,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+#: ``none`` (and any other value) has no rank: a change to or from it is "changed".
 RANK = {
-    "none": 0,
     "read": 1,
     "member": 1,
     "write": 2,
@@ -28,6 +28,7 @@ class NaiveScope:
     is_listing: bool  # holds objects (key: uuid) rather than grants (key: subject, object)
     parent: str | None = None  # the listing that holds this scope's object
     object_uuid: str | None = None
+    membership: bool = False  # group membership: granted/revoked read "added to"/"removed from"
 
 
 @dataclass
@@ -38,12 +39,13 @@ class NaiveStore:
     complete: list[int] = field(default_factory=list)
 
     def record(self, snapshot_id: int, observed: dict[str, Facts]) -> None:
-        """Merge a complete snapshot's ok observations, closing children of deleted objects."""
+        """Merge a complete snapshot's ok observations, closing children of deleted objects (even
+        those read in the same snapshot: the object is gone)."""
         closures: dict[str, Facts] = {}
         for name, scope in self.scopes.items():
-            if scope.parent is None or name in observed or scope.parent not in observed:
+            if scope.parent is None or scope.parent not in observed:
                 continue
-            if not self.ok_snapshots(name):
+            if not self.ok_snapshots(name) and name not in observed:
                 continue  # never observed ok: nothing to close; its first facts are a baseline
             before = self.knowledge(snapshot_id - 1, scope.parent)
             after = observed[scope.parent]
@@ -102,10 +104,14 @@ class NaiveStore:
                 return {(name, key, "baseline", None, None, None)}
             if scope.is_listing:
                 return {(name, key, "created" if prior else "baseline", None, None, None)}
+            if scope.membership:
+                return {(name, key, "added to group", None, None, None)}
             return {(name, key, "granted", None, None, new[0])}
         if new is None:
             if scope.is_listing:
                 return {(name, key, "deleted", None, None, None)}
+            if scope.membership:
+                return {(name, key, "removed from group", None, None, None)}
             return {(name, key, "revoked", None, old[0], None)}
         if scope.is_listing:
             attrs = ("slug", "name", "is_private", "project")
@@ -115,5 +121,7 @@ class NaiveStore:
                 if o != n
             }
         o, n = str(old[0]), str(new[0])
-        change = "raised" if RANK[n] > RANK[o] else "lowered" if RANK[n] < RANK[o] else "changed"
+        change = "changed"
+        if o in RANK and n in RANK and RANK[n] != RANK[o]:
+            change = "raised" if RANK[n] > RANK[o] else "lowered"
         return {(name, key, change, None, o, n)}

@@ -14,7 +14,9 @@ from sqlalchemy import Connection
 
 from exporter.simulator import apply_churn, generate_org
 from exporter.store.database import alembic_config, open_database
-from tests.bench.bench_records import NightWriter
+from exporter.store.queries import CHANGE_COLUMNS
+from exporter.store.sql import DIFF_SQL
+from tests.bench.bench_records import FIRST_KINDS, NightWriter
 
 QUERIES = {
     "access_at": "SELECT * FROM access_at ORDER BY snapshot_id, scope_id, subject_uuid, "
@@ -61,7 +63,7 @@ async def test_a_database_of_revision_0001_is_upgraded_and_answers_the_same(
 ) -> None:
     db = tmp_path / "a.db"
     org = generate_org("small", 3)
-    nights = NightWriter(db)
+    nights = NightWriter(db, FIRST_KINDS)
     try:
         await nights.night(org)
         apply_churn(org, rng=random.Random(3), rate=0.2)
@@ -89,7 +91,7 @@ async def test_an_upgrade_that_fails_half_way_leaves_the_database_as_it_was(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     db = tmp_path / "a.db"
-    nights = NightWriter(db)
+    nights = NightWriter(db, FIRST_KINDS)
     try:
         await nights.night(generate_org("small", 3))
     finally:
@@ -114,3 +116,57 @@ async def test_an_upgrade_that_fails_half_way_leaves_the_database_as_it_was(
     engine = await open_database(db)
     await engine.dispose()
     assert "labels" in tables(db) and answers(db) == before
+
+
+async def test_a_database_of_revision_0002_is_upgraded_keeping_its_history_and_diffs(
+    tmp_path: Path,
+) -> None:
+    """What 0002 recorded reads the same after 0003: every view, every diff; sources become a
+    column, and closures found by their text before become a column too."""
+    db = tmp_path / "a.db"
+    org = generate_org("small", 5)
+    nights = NightWriter(db, FIRST_KINDS)
+    try:
+        await nights.night(org)
+        for day in range(2):
+            apply_churn(org, rng=random.Random(day), rate=0.2)
+            await nights.night(org)
+    finally:
+        await nights.close()
+    await to_revision(db, "0002")
+    with sqlite3.connect(db) as conn:  # a child scope closed as 0002 recorded it
+        conn.execute(
+            "INSERT INTO scopes (kind, workspace_uuid, object_type, object_uuid, "
+            "parent_scope_id, label) SELECT 'repository_user_grants', workspace_uuid, "
+            "'repository', '{gone}', id, 'gone/users' FROM scopes WHERE kind = 'repositories' "
+            "LIMIT 1"
+        )
+        conn.execute(
+            "INSERT INTO observations (snapshot_id, scope_id, outcome, detail) SELECT 2, id, "
+            "'ok', 'deleted with its repository' FROM scopes WHERE label = 'gone/users'"
+        )
+        columns = ", ".join(CHANGE_COLUMNS)
+        logged = conn.execute(f"SELECT {columns} FROM access_changes").fetchall()
+        pairs = conn.execute("SELECT DISTINCT from_snapshot_id, snapshot_id FROM access_changes")
+        consecutive = pairs.fetchall()
+    before = answers(db)
+
+    engine = await open_database(db)
+    await engine.dispose()
+    assert answers(db) == before
+    with sqlite3.connect(db) as conn:
+        diffs = [
+            row
+            for a, b in consecutive
+            for row in conn.execute(f"SELECT {columns} FROM ({DIFF_SQL})", {"a": a, "b": b})
+        ]
+        assert sorted(diffs, key=repr) == sorted(logged, key=repr) and len(consecutive) == 3
+        closures = conn.execute("SELECT label FROM scopes JOIN observations ON scope_id = id "
+                                "WHERE closure = 'deleted'").fetchall()
+        assert closures == [("gone/users",)]
+        sources = conn.execute("SELECT DISTINCT kind, source FROM scopes ORDER BY kind")
+        assert sources.fetchall() == [
+            ("projects", None), ("repositories", None), ("repository_permissions", "effective"),
+            ("repository_user_grants", "direct"), ("workspace", None),
+            ("workspace_roles", "workspace"),
+        ]  # fmt: skip

@@ -27,17 +27,24 @@ REPOS = ["{r1}", "{r2}", "{r3}"]
 USERS = ["{u1}", "{u2}"]
 PROJECTS = {"{p1}": "P1", "{p2}": "P2"}
 
+GROUP = "{ws}:devs"
 PROJECT_LISTING = ScopeRef(ScopeKind.PROJECTS, WS, "workspace", WS, "ws/projects")
 REPO_LISTING = ScopeRef(ScopeKind.REPOSITORIES, WS, "workspace", WS, "ws/repositories")
-EFFECTIVE = ScopeRef(ScopeKind.REPOSITORY_PERMISSIONS, WS, "workspace", WS, "ws/effective")
-ROLES = ScopeRef(ScopeKind.WORKSPACE_ROLES, WS, "workspace", WS, "ws/roles")
-# Per-repository scopes: the store is kind-agnostic, so the roles kind stands in for explicit
-# grants here; what matters is the parent listing, which drives the deletion rule.
+EFFECTIVE = ScopeRef(
+    ScopeKind.REPOSITORY_PERMISSIONS, WS, "workspace", WS, "ws/effective", source="effective"
+)
+ROLES = ScopeRef(ScopeKind.WORKSPACE_ROLES, WS, "workspace", WS, "ws/roles", source="workspace")
+GROUPS = ScopeRef(ScopeKind.GROUPS, WS, "workspace", WS, "ws/groups", source="membership")
+# Per-repository scopes: explicit user grants, children of the repository listing, which drives
+# the deletion rule.
 CHILDREN = {
-    r: ScopeRef(ScopeKind.WORKSPACE_ROLES, WS, "repository", r, f"ws/{r}/grants", REPO_LISTING)
+    r: ScopeRef(
+        ScopeKind.REPOSITORY_USER_GRANTS, WS, "repository", r, f"ws/{r}/grants", REPO_LISTING,
+        "direct",
+    )
     for r in REPOS
 }
-SCOPES = {s.label: s for s in (REPO_LISTING, EFFECTIVE, ROLES, *CHILDREN.values())}
+SCOPES = {s.label: s for s in (REPO_LISTING, EFFECTIVE, ROLES, GROUPS, *CHILDREN.values())}
 
 repo_attrs = st.tuples(
     st.sampled_from(["api", "web"]),
@@ -46,6 +53,8 @@ repo_attrs = st.tuples(
     st.sampled_from([None, *PROJECTS]),
 )
 perm = st.sampled_from(["read", "write", "admin"])
+# An explicit grant may show a value outside the known order: stored, and diffed as "changed".
+explicit_perm = st.sampled_from(["read", "write", "admin", "none"])
 role = st.sampled_from(["member", "collaborator", "owner"])
 outcome = st.sampled_from(["ok", "ok", "ok", "forbidden", "failed", "skipped", "absent"])
 
@@ -58,6 +67,7 @@ class Night:
     direct: dict[tuple[str, str], str]
     outcomes: dict[str, str]
     ending: str  # complete | crash | fail
+    members: frozenset[str] = frozenset()
 
 
 night = st.builds(
@@ -65,9 +75,12 @@ night = st.builds(
     repos=st.dictionaries(st.sampled_from(REPOS), repo_attrs),
     effective=st.dictionaries(st.tuples(st.sampled_from(USERS), st.sampled_from(REPOS)), perm),
     roles=st.dictionaries(st.sampled_from(USERS), role),
-    direct=st.dictionaries(st.tuples(st.sampled_from(USERS), st.sampled_from(REPOS)), perm),
+    direct=st.dictionaries(
+        st.tuples(st.sampled_from(USERS), st.sampled_from(REPOS)), explicit_perm
+    ),
     outcomes=st.fixed_dictionaries({name: outcome for name in SCOPES}),
     ending=st.sampled_from(["complete", "complete", "complete", "crash", "fail"]),
+    members=st.frozensets(st.sampled_from(USERS)),
 )
 
 
@@ -80,6 +93,8 @@ def records_of(n: Night, label: str) -> list[Any]:
         return [GrantRecord("user", u, "repository", r, p) for (u, r), p in n.effective.items()]
     if label == ROLES.label:
         return [GrantRecord("user", u, "workspace", WS, p) for u, p in n.roles.items()]
+    if label == GROUPS.label:
+        return [GrantRecord("user", u, "group", GROUP, "member") for u in sorted(n.members)]
     repo = SCOPES[label].object_uuid
     return [
         GrantRecord("user", u, "repository", r, p) for (u, r), p in n.direct.items() if r == repo
@@ -115,6 +130,7 @@ async def run_nights(path: Path, nights: list[Night]) -> NaiveStore:
                 label == REPO_LISTING.label,
                 None if s.parent is None else s.parent.label,
                 s.object_uuid if s.parent else None,
+                membership=label == GROUPS.label,
             )
             for label, s in SCOPES.items()
         }
@@ -180,7 +196,7 @@ def _as_naive(labels: dict[int, str], row: dict[str, Any]) -> tuple[object, ...]
         if row["subject_uuid"] is None
         else (row["subject_uuid"], row["object_uuid"])
     )
-    if row["change"] in ("baseline", "created", "deleted"):
+    if row["change"] in ("baseline", "created", "deleted", "added to group", "removed from group"):
         return (labels[row["scope_id"]], key, row["change"], None, None, None)
     return (
         labels[row["scope_id"]],
@@ -258,7 +274,8 @@ def _night(
     ending: str = "complete",
 ) -> Night:
     outcomes = {"ws/repositories": "ok", "ws/effective": "ok", "ws/roles": "ok",
-                "ws/{r1}/grants": "ok", "ws/{r2}/grants": "ok", "ws/{r3}/grants": r3}
+                "ws/groups": "ok", "ws/{r1}/grants": "ok", "ws/{r2}/grants": "ok",
+                "ws/{r3}/grants": r3}
     return Night(repos=repos, effective={}, roles={}, direct=direct, outcomes=outcomes,
                  ending=ending)
 

@@ -2,15 +2,28 @@
 
 from __future__ import annotations
 
+import sqlite3
+from contextlib import closing
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine
 
-from exporter.crawl.records import GrantRecord, ScopeKind, ScopeRef
+from exporter.crawl.records import (
+    GrantRecord,
+    ObjectRecord,
+    Outcome,
+    Record,
+    ScopeKind,
+    ScopeRef,
+    UserRecord,
+)
 from exporter.errors import DatabaseError
 from exporter.store.database import open_database
-from exporter.store.writer import STAGE_BATCH_ROWS, RunCounters, SnapshotWriter
+from exporter.store.queries import diff
+from exporter.store.writer import STAGE_BATCH_ROWS, RunCounters, SnapshotSummary, SnapshotWriter
 
 ROLES = ScopeRef(ScopeKind.WORKSPACE_ROLES, "{w}", "workspace", "{w}", "w/permissions")
 
@@ -24,7 +37,7 @@ async def test_a_snapshot_another_run_aborted_is_never_completed(tmp_path: Path)
         await first.stage(scope, [GrantRecord("user", "{u}", "workspace", "{w}", "owner")])
         second = SnapshotWriter(engine, tool_version="t")
         await second.begin()  # finds the first running: marks it aborted, drops its pages
-        await first.finish_scope(scope, "ok")
+        await first.finish_scope(scope, Outcome.OK)
         with pytest.raises(DatabaseError, match="not running"):
             await first.complete(RunCounters())
         async with engine.connect() as conn:
@@ -41,9 +54,9 @@ async def test_a_scope_finished_twice_is_refused(tmp_path: Path) -> None:
         writer = SnapshotWriter(engine, tool_version="t")
         await writer.begin()
         scope = await writer.scope_id(ROLES)
-        await writer.finish_scope(scope, "failed", "boom")
+        await writer.finish_scope(scope, Outcome.FAILED, "boom")
         with pytest.raises(RuntimeError, match="already finished"):
-            await writer.finish_scope(scope, "ok")
+            await writer.finish_scope(scope, Outcome.OK)
     finally:
         await engine.dispose()
 
@@ -57,7 +70,8 @@ async def test_staged_rows_are_written_in_batches_not_held_whole(tmp_path: Path)
 
         async def staged() -> int:
             async with engine.connect() as conn:
-                return int((await conn.execute(text("SELECT count(*) FROM stage_grants"))).scalar())
+                found = await conn.execute(text("SELECT count(*) FROM stage_grants"))
+                return int(found.scalar_one())
 
         page = 100
         for n in range(STAGE_BATCH_ROWS // page + 1):
@@ -67,7 +81,7 @@ async def test_staged_rows_are_written_in_batches_not_held_whole(tmp_path: Path)
             ])
         written = await staged()
         assert STAGE_BATCH_ROWS <= written < STAGE_BATCH_ROWS + page
-        await writer.finish_scope(scope, "ok")  # a finished scope leaves nothing pending
+        await writer.finish_scope(scope, Outcome.OK)  # a finished scope leaves nothing pending
         assert await staged() == STAGE_BATCH_ROWS + page
         await writer.complete(RunCounters())
         async with engine.connect() as conn:
@@ -75,3 +89,217 @@ async def test_staged_rows_are_written_in_batches_not_held_whole(tmp_path: Path)
         assert grants == STAGE_BATCH_ROWS + page and await staged() == 0
     finally:
         await engine.dispose()
+
+
+# The deletion rule, names of failed scopes, and the snapshot's counts: a workspace's repository
+# listing with the explicit user grants of each repository as its child scopes.
+WS = "{w}"
+R1, R2 = "{r1}", "{r2}"
+U1, U2 = "{u1}", "{u2}"
+REPOS = ScopeRef(ScopeKind.REPOSITORIES, WS, "workspace", WS, "w/repositories")
+GROUPS = ScopeRef(ScopeKind.GROUPS, WS, "workspace", WS, "w/groups", source="membership")
+
+
+def direct(repo: str) -> ScopeRef:
+    kind, label = ScopeKind.REPOSITORY_USER_GRANTS, f"w/{repo}/grants"
+    return ScopeRef(kind, WS, "repository", repo, label, REPOS, "direct")
+
+
+def repository(uuid: str) -> ObjectRecord:
+    return ObjectRecord("repository", uuid, uuid.strip("{}"), uuid.strip("{}"), True)
+
+
+def grant(user: str, repo: str, permission: str = "read") -> GrantRecord:
+    return GrantRecord("user", user, "repository", repo, permission)
+
+
+Read = tuple[ScopeRef, Outcome, list[Record]]
+
+
+async def snapshot(engine: AsyncEngine, reads: list[Read], *, skipped: int = 0) -> SnapshotSummary:
+    """One complete snapshot: each scope staged, then finished with its outcome."""
+    writer = SnapshotWriter(engine, tool_version="test")
+    await writer.begin()
+    for scope, outcome, records in reads:
+        scope_id = await writer.scope_id(scope)
+        await writer.stage(scope_id, records)
+        await writer.finish_scope(scope_id, outcome)
+    return await writer.complete(RunCounters(), skipped=skipped)
+
+
+def query(path: Path, sql: str, *params: object) -> list[tuple[Any, ...]]:
+    """Rows of the real database file, read as any SQLite client would."""
+    with closing(sqlite3.connect(path)) as conn:
+        return list(conn.execute(sql, params))
+
+
+async def grant_changes(engine: AsyncEngine, a: int, b: int) -> list[dict[str, Any]]:
+    """Every grant row of ``bbaccess diff a b``, baseline included."""
+    async with engine.connect() as conn:
+        found = await diff(conn, a, b, with_baseline=True)
+    return [r for r in found.changes + found.baseline if r["subject_uuid"] is not None]
+
+
+async def test_a_child_read_again_as_its_repository_goes_is_closed_as_deleted(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "a.db"
+    engine = await open_database(path)
+    try:
+        first = await snapshot(engine, [
+            (REPOS, Outcome.OK, [repository(R1), repository(R2)]),
+            (direct(R1), Outcome.OK, [grant(U1, R1)]),
+            (direct(R2), Outcome.OK, [grant(U2, R2)]),
+        ])  # fmt: skip
+        # R1 leaves the listing, yet its grants page (read first) still shows U1.
+        second = await snapshot(engine, [
+            (direct(R1), Outcome.OK, [grant(U1, R1)]),
+            (REPOS, Outcome.OK, [repository(R2)]),
+            (direct(R2), Outcome.OK, [grant(U2, R2)]),
+        ])  # fmt: skip
+        a, b = first.snapshot_id, second.snapshot_id
+        changes = await grant_changes(engine, a, b)
+    finally:
+        await engine.dispose()
+    assert query(path, "SELECT valid_from, valid_to FROM grants WHERE object_uuid = ?", R1) == [
+        (a, b)
+    ]
+    assert query(path, "SELECT * FROM current_access WHERE object_uuid = ?", R1) == []
+    assert [r[0] for r in query(path, "SELECT object_uuid FROM current_access")] == [R2]
+    at = "SELECT subject_uuid FROM access_at WHERE snapshot_id = ? AND object_uuid = ?"
+    assert query(path, at, a, R1) == [(U1,)] and query(path, at, b, R1) == []
+    assert [
+        (r["change"], r["reason"], r["source"], r["subject_uuid"], r["object_uuid"], r["old_value"])
+        for r in changes
+    ] == [("revoked", "deleted repository", "direct", U1, R1, "read")]
+    view = (
+        "SELECT change, reason, subject_uuid FROM access_changes "
+        "WHERE snapshot_id = ? AND object_uuid = ? AND subject_uuid IS NOT NULL"
+    )
+    assert query(path, view, b, R1) == [("revoked", "deleted repository", U1)]
+
+
+async def test_a_child_first_read_as_its_repository_goes_never_becomes_current(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "a.db"
+    engine = await open_database(path)
+    try:
+        first = await snapshot(engine, [(REPOS, Outcome.OK, [repository(R1), repository(R2)])])
+        # R1's grants are read for the first time in the night R1 leaves the listing.
+        second = await snapshot(engine, [
+            (REPOS, Outcome.OK, [repository(R2)]),
+            (direct(R1), Outcome.OK, [grant(U1, R1, "admin")]),
+        ])  # fmt: skip
+        a, b = first.snapshot_id, second.snapshot_id
+        changes = await grant_changes(engine, a, b)
+    finally:
+        await engine.dispose()
+    assert query(path, "SELECT * FROM grants WHERE object_uuid = ?", R1) == []
+    assert query(path, "SELECT * FROM current_access WHERE object_uuid = ?", R1) == []
+    at = "SELECT * FROM access_at WHERE snapshot_id = ? AND object_uuid = ?"
+    assert query(path, at, b, R1) == []
+    assert changes == []  # no grant, and no baseline of one, for a repository already gone
+    closure = (
+        "SELECT outcome, closure FROM observations WHERE snapshot_id = ? AND scope_id = "
+        "(SELECT id FROM scopes WHERE kind = 'repository_user_grants' AND object_uuid = ?)"
+    )
+    assert query(path, closure, b, R1) == [("ok", "deleted")]
+
+
+DEVS = "{w}:devs"
+
+
+def member(user: str) -> GrantRecord:
+    return GrantRecord("user", user, "group", DEVS, "member")
+
+
+@pytest.mark.parametrize("outcome", [Outcome.FAILED, Outcome.FORBIDDEN])
+async def test_names_staged_by_a_scope_that_was_not_read_whole_are_dropped(
+    tmp_path: Path, outcome: Outcome
+) -> None:
+    path = tmp_path / "a.db"
+    engine = await open_database(path)
+    try:
+        first = await snapshot(
+            engine, [(GROUPS, Outcome.OK, [UserRecord(U1, "Ada Old", "ada", "a-1"), member(U1)])]
+        )
+        writer = SnapshotWriter(engine, tool_version="test")
+        await writer.begin()
+        scope_id = await writer.scope_id(GROUPS)
+        # A page of the failing listing names U1 anew and a user seen nowhere else.
+        await writer.stage(scope_id, [
+            UserRecord(U1, "Ada New", "ada2", "a-1"), UserRecord(U2, "Ghost"), member(U2),
+        ])  # fmt: skip
+        await writer.finish_scope(scope_id, outcome, "gave up")
+        assert query(path, "SELECT * FROM stage_users") == []  # a failed scope keeps nothing
+        await writer.complete(RunCounters())
+    finally:
+        await engine.dispose()
+    users = "SELECT uuid, display_name, nickname, last_seen FROM users ORDER BY uuid"
+    assert query(path, users) == [(U1, "Ada Old", "ada", first.snapshot_id)]
+    assert query(path, "SELECT subject_uuid, subject_name FROM current_access") == [(U1, "Ada Old")]
+
+
+async def test_names_staged_by_a_scope_never_finished_are_dropped(tmp_path: Path) -> None:
+    path = tmp_path / "a.db"
+    engine = await open_database(path)
+    try:
+        await snapshot(engine, [(GROUPS, Outcome.OK, [UserRecord(U1, "Ada Old"), member(U1)])])
+        writer = SnapshotWriter(engine, tool_version="test")
+        await writer.begin()
+        scope_id = await writer.scope_id(GROUPS)
+        await writer.stage(scope_id, [UserRecord(U1, "Ada New"), UserRecord(U2, "Ghost")])
+        await writer.complete(RunCounters())  # the scope has no observation: nothing of it
+    finally:
+        await engine.dispose()
+    assert query(path, "SELECT uuid, display_name FROM users") == [(U1, "Ada Old")]
+
+
+async def test_a_closure_is_counted_apart_from_the_scopes_read_ok(tmp_path: Path) -> None:
+    path = tmp_path / "a.db"
+    engine = await open_database(path)
+    try:
+        await snapshot(engine, [
+            (REPOS, Outcome.OK, [repository(R1), repository(R2)]),
+            (direct(R1), Outcome.OK, [grant(U1, R1)]),
+            (direct(R2), Outcome.OK, [grant(U2, R2)]),
+            (GROUPS, Outcome.OK, [member(U1)]),
+        ])  # fmt: skip
+        # R1 is gone: its grants are closed without being read. Three per-object scopes were
+        # left for a later night, and the group listing failed.
+        deleting = await snapshot(engine, [
+            (REPOS, Outcome.OK, [repository(R2)]),
+            (direct(R2), Outcome.OK, [grant(U2, R2)]),
+            (GROUPS, Outcome.FAILED, []),
+        ], skipped=3)  # fmt: skip
+        # Only rationed scopes are missing: a skipped one finished, two more counted.
+        rationed = await snapshot(engine, [
+            (REPOS, Outcome.OK, [repository(R2)]),
+            (direct(R2), Outcome.SKIPPED, []),
+            (GROUPS, Outcome.OK, [member(U1)]),
+        ], skipped=2)  # fmt: skip
+    finally:
+        await engine.dispose()
+    assert deleting.outcomes == {"ok": 2, "failed": 1, "skipped": 3}
+    assert deleting.closed == 1 and deleting.has_gaps
+    assert rationed.outcomes == {"ok": 2, "skipped": 3}
+    assert rationed.closed == 0 and not rationed.has_gaps
+    counts = (
+        "SELECT scopes_ok, scopes_forbidden, scopes_failed, scopes_skipped FROM snapshots "
+        "WHERE id = ?"
+    )
+    assert query(path, counts, deleting.snapshot_id) == [(2, 0, 1, 3)]
+    assert query(path, counts, rationed.snapshot_id) == [(2, 0, 0, 3)]
+    observed = (
+        "SELECT s.object_uuid, o.outcome, o.closure, o.detail FROM observations o "
+        "JOIN scopes s ON s.id = o.scope_id WHERE o.snapshot_id = ? AND s.object_type = ? "
+        "ORDER BY s.object_uuid"
+    )
+    assert query(path, observed, deleting.snapshot_id, "repository") == [
+        (R1, "ok", "deleted", "deleted with its repository"),
+        (R2, "ok", None, None),
+    ]
+    assert query(path, "SELECT valid_to FROM grants WHERE object_uuid = ?", R1) == [
+        (deleting.snapshot_id,)
+    ]

@@ -1,0 +1,109 @@
+"""``who-can-access`` and ``access`` against the simulator's ground truth of levels and sources."""
+
+from __future__ import annotations
+
+import json
+import random
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from exporter.cli_output import EXIT_OK, EXIT_USAGE
+from exporter.simulator import ADMIN_EMAIL, ADMIN_TOKEN, Org, apply_churn, generate_org
+from exporter.simulator.explain import explain_access
+from tests.integration.conftest import Cli
+from tests.sim_thread import ThreadedSimulator
+
+FAST = ("--rate", "100000/s")
+
+
+@pytest.fixture(scope="module")
+def medium(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Org, Cli]]:
+    """The medium org after a day of churn, snapshotted twice with every scope read."""
+    org = generate_org("medium", seed=4)
+    with ThreadedSimulator(org) as sim, pytest.MonkeyPatch.context() as env:
+        env.setenv("BITBUCKET_API_URL", sim.base_url)
+        env.setenv("BITBUCKET_EMAIL", ADMIN_EMAIL)
+        env.setenv("BITBUCKET_API_TOKEN", ADMIN_TOKEN)
+        env.delenv("BITBUCKET_ACCESS_TOKEN", raising=False)
+        cli = Cli(tmp_path_factory.mktemp("who") / "access.db")
+        assert cli("snapshot", *FAST) == EXIT_OK, cli.stdout + cli.stderr
+        apply_churn(org, rng=random.Random("who"), rate=0.05)
+        assert cli("snapshot", *FAST) == EXIT_OK, cli.stdout + cli.stderr
+        yield org, cli
+
+
+def truth_of(org: Org) -> dict[str, dict[str, tuple[str, set[tuple[object, ...]]]]]:
+    """{repository label: {user uuid: (level, {(source, granted, group, project)})}}."""
+    found: dict[str, dict[str, tuple[str, set[tuple[object, ...]]]]] = {}
+    for ws in org.workspaces.values():
+        for (repo, user), access in explain_access(ws).items():
+            label = f"{ws.slug}/{ws.repositories[repo].slug}"
+            sources = {(s.kind, s.permission, s.group, s.project) for s in access.sources}
+            found.setdefault(label, {})[user] = (access.level, sources)
+    return found
+
+
+def reported(document: dict[str, Any]) -> dict[str, tuple[str, set[tuple[object, ...]]]]:
+    def tail(label: str | None) -> str | None:
+        return None if label is None else label.split("/", 1)[1]
+
+    found = {}
+    for a in document["access"]:
+        if a["effective"] is not None:
+            sources = {
+                (s["source"], s["granted"], tail(s["via_group"]), tail(s["via_project"]))
+                for s in a["sources"]
+            }
+            found[a["user_uuid"]] = (a["effective"], sources)
+    return found
+
+
+def test_every_repository_equals_the_ground_truth(medium: tuple[Org, Cli]) -> None:
+    org, cli = medium
+    truth = truth_of(org)
+    ws = next(iter(org.workspaces.values()))
+    assert len(ws.repositories) >= 250
+    kinds: set[object] = set()
+    for label in sorted(f"{ws.slug}/{r.slug}" for r in ws.repositories.values()):
+        assert cli("who-can-access", label, "--format", "json") == EXIT_OK, cli.stderr
+        document = json.loads(cli.stdout)
+        assert document["repository"] == label and document["snapshot_id"] == 2
+        assert reported(document) == truth.get(label, {}), label
+        # Every source was observed: nothing is flagged.
+        assert not [a["flags"] for a in document["access"] if a["effective"] and a["flags"]]
+        kinds |= {s[0] for _, sources in truth.get(label, {}).values() for s in sources}
+    assert kinds == {"direct", "group", "project", "project group", "workspace owner"}
+
+
+def test_access_of_one_person_equals_the_ground_truth(medium: tuple[Org, Cli]) -> None:
+    org, cli = medium
+    truth = truth_of(org)
+    ws = next(iter(org.workspaces.values()))
+    user = next(u for u, role in sorted(ws.members.items()) if role == "member"
+                and sum(user_key == u for _, user_key in ws.effective_permissions()) > 3)
+    assert cli("access", org.users[user].nickname, "--format", "json") == EXIT_OK, cli.stderr
+    document = json.loads(cli.stdout)
+    mine = {a["repository"]: reported({"access": [a]})[user] for a in document["access"]
+            if a["effective"] is not None}
+    expected = {label: users[user] for label, users in truth.items() if user in users}
+    assert mine == expected and mine
+
+
+def test_names_that_fit_several_users_list_them(medium: tuple[Org, Cli]) -> None:
+    org, cli = medium
+    first = next(iter(org.users.values())).display_name.split()[0]
+    assert cli("access", first) == EXIT_USAGE
+    assert "name one of them by uuid or nickname" in cli.stderr
+    assert cli("who-can-access", "nope/nothing") == EXIT_USAGE
+    assert "no repository 'nope/nothing'" in cli.stderr
+
+
+def test_table_names_sources_and_freshness(medium: tuple[Org, Cli]) -> None:
+    org, cli = medium
+    ws = next(iter(org.workspaces.values()))
+    repo = next(r for r in ws.repositories.values() if ws.repo_group_grants.get(r.uuid))
+    assert cli("who-can-access", f"{ws.slug}/{repo.slug}") == EXIT_OK
+    assert "users with effective access" in cli.stdout
+    assert "group" in cli.stdout and "snapshot 2" in cli.stdout and "workspace owner" in cli.stdout
