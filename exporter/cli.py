@@ -139,6 +139,15 @@ def build_parser() -> argparse.ArgumentParser:
                         "the last complete snapshot)")
     _format_argument(person)
 
+    cover = commands.add_parser(
+        "coverage", help="how far explicit grants have been observed, per workspace and kind",
+        description="Per workspace and per-object scope kind (explicit user and group grants of "
+        "repositories and projects): objects, observed, never observed, the oldest observation, "
+        "and the nights until every one is observed once at the last night's pace.",
+    )
+    _db_argument(cover)
+    _format_argument(cover)
+
     demo = commands.add_parser(
         "demo", help="snapshot the built-in simulator, churn a day, snapshot again, show the diff",
         description="Start the built-in Bitbucket simulator on 127.0.0.1 (no credentials, no "
@@ -210,6 +219,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "diff": command_diff,
         "who-can-access": command_who_can_access,
         "access": command_access,
+        "coverage": command_coverage,
         "demo": command_demo,
         "simulate": command_simulate,
     }[args.command]
@@ -306,6 +316,38 @@ def command_access(args: argparse.Namespace) -> int:
 
     report = asyncio.run(load_access(args.db, args.user, args.at))
     print_report(report, fmt=args.format, what="user")
+    return EXIT_OK
+
+
+COVERAGE_COLUMNS = ("workspace", "kind", "objects", "observed", "never_observed",
+                    "oldest_observed_in", "oldest_observed_at", "nights_to_full")
+
+
+def command_coverage(args: argparse.Namespace) -> int:
+    from exporter.render import render
+    from exporter.store.database import open_database
+    from exporter.store.queries import Coverage, coverage
+
+    async def fetch() -> tuple[list[Coverage], int]:
+        engine = await open_database(args.db, create=False)
+        try:
+            async with engine.connect() as conn:
+                return await coverage(conn)
+        finally:
+            await engine.dispose()
+
+    rows, pace = asyncio.run(fetch())
+    print(render([vars(r) for r in rows], COVERAGE_COLUMNS, args.format))
+    if args.format == "table":
+        never = sum(r.never_observed for r in rows)
+        total = sum(r.objects for r in rows)
+        if pace:
+            print(f"last night read {pace} per-object scopes; {never} of {total} never observed: "
+                  f"{-(-never // pace)} more night(s) at that pace; a full cycle takes "
+                  f"{-(-total // pace)}")
+        else:
+            print(f"{never} of {total} per-object scopes never observed; the last snapshot read "
+                  "none, so no pace is known")
     return EXIT_OK
 
 

@@ -10,6 +10,9 @@ from __future__ import annotations
 import random
 from pathlib import Path
 
+from sqlalchemy import text
+
+from exporter.access_report import load_who, print_report
 from exporter.bitbucket import BasicAuth
 from exporter.cli_output import report_run
 from exporter.config import Settings
@@ -75,9 +78,30 @@ async def run_demo(*, db_path: Path, seed: int, churn_rate: float) -> int:
         worst = max(worst, report_run(await run_snapshot(settings)))
     print()
     print_diff(await load_diff(db_path, None, None), fmt="table", baseline=False)
+    repository = await most_explained_repository(db_path)
+    if repository is not None:
+        print(f"\nWho can reach {repository}, and through what (bbaccess who-can-access):")
+        print_report(await load_who(db_path, repository, None), fmt="table", what="repository")
     print(f"\nAsk your own questions: sqlite3 {db_path} 'select * from access_changes'")
     print(f"Or: bbaccess diff --db {db_path} --from 1 --format json")
     return worst
+
+
+async def most_explained_repository(db_path: Path) -> str | None:
+    """The repository whose access has the most kinds of source: the richest example."""
+    engine = await open_database(db_path)
+    try:
+        async with engine.connect() as conn:
+            row = (
+                await conn.execute(
+                    text("SELECT repository FROM current_access_sources "
+                         "WHERE effective IS NOT NULL GROUP BY repository "
+                         "ORDER BY count(DISTINCT source) DESC, repository LIMIT 1")
+                )
+            ).first()
+    finally:
+        await engine.dispose()
+    return None if row is None else str(row[0])
 
 
 async def _has_snapshots(db_path: Path) -> bool:

@@ -1,7 +1,9 @@
-"""What a run tells its user while it goes: the plan, then progress with an ETA.
+"""What a run tells its user while it goes: progress with an ETA (the plan lines are
+``export.night_line`` and ``export.per_object_line``).
 
-The arithmetic is pure (``budget_seconds``, ``eta_seconds``, the lines); ``show_progress`` is the
-loop that prints them: a bar redrawn every second on a terminal, a log line a minute otherwise.
+The arithmetic is pure (``budget_seconds``, ``eta_seconds``, the progress line); ``show_progress``
+is the loop that prints it: a bar redrawn every second on a terminal, a log line a minute
+otherwise.
 """
 
 from __future__ import annotations
@@ -59,15 +61,6 @@ def duration(seconds: float) -> str:
         return f"{minutes} min {seconds:02d} s"
     hours, minutes = divmod(minutes, 60)
     return f"{hours} h {minutes:02d} min"
-
-
-def plan_line(plan: Plan) -> str:
-    limit, window = plan.rate
-    return (
-        f"plan: {plan.listings} listings, about {plan.expected_requests} requests ({plan.basis}); "
-        f"at {limit} per {duration(window)} that takes at least "
-        f"{duration(budget_seconds(plan.expected_requests, plan.rate))}"
-    )
 
 
 def progress_line(

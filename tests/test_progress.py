@@ -8,13 +8,13 @@ import logging
 
 import pytest
 
-from exporter.export import Knowledge, expected_requests
+from exporter.crawl.plan import NightBudget, plan_night
+from exporter.export import Knowledge, expected_requests, night_line, per_object_line
 from exporter.progress import (
     Plan,
     budget_seconds,
     duration,
     eta_seconds,
-    plan_line,
     progress_line,
     show_progress,
 )
@@ -40,9 +40,31 @@ def test_budget_time_steps_a_whole_window_not_a_straight_line() -> None:
 
 
 def test_plan_for_1000_requests_at_900_an_hour_says_at_least_an_hour() -> None:
-    line = plan_line(Plan(25, 1000, "as snapshot 4", HOURLY))
-    assert line.endswith("at 900 per 1 h 00 min that takes at least 1 h 00 min")
+    night = NightBudget(HOURLY, max_requests=None, deadline=None)
+    plan = plan_night(workspace_requests=1000, per_object=0, never_observed=0, budget=night)
+    line = night_line(plan, night, "as last observed", first=False)
+    assert line.endswith("about 1000 requests tonight, at 900 per 1 h 00 min at least 1 h 00 min")
     assert "400 s" not in line and "6 min 40 s" not in line
+
+
+def test_the_plan_rations_per_object_scopes_within_the_night() -> None:
+    # At 900/h a 6 h night lets 5,400 requests start; 4,111 go to the workspace-wide listings.
+    night = NightBudget(HOURLY, max_requests=None, deadline=6 * 3600)
+    plan = plan_night(workspace_requests=4111, per_object=21000, never_observed=120, budget=night)
+    assert (plan.tonight, plan.nights_to_cover, plan.requests) == (1289, 17, 5400)
+    assert night_line(plan, night, "as last observed", first=False) == (
+        "plan: about 4111 requests for the workspace-wide listings (as last observed), then 1289 "
+        "of 21000 per-object scopes (120 never observed); full explicit-grant coverage in 17 "
+        "night(s); about 5400 requests tonight, at 900 per 1 h 00 min at least 5 h 00 min")
+    assert per_object_line(plan, night) == (
+        "per-object scopes: 21000 (120 never observed); 1289 fit tonight after 4111 requests "
+        "(--deadline 6 h 00 min); full explicit-grant coverage in 17 night(s)")
+    # A cap below the listings leaves nothing for explicit grants: say so, never divide by 0.
+    capped = NightBudget(HOURLY, max_requests=4000, deadline=None)
+    none = plan_night(workspace_requests=4111, per_object=10, never_observed=10, budget=capped)
+    assert none.tonight == 0 and none.nights_to_cover is None
+    assert "never at this budget: raise --max-requests or --deadline" in per_object_line(
+        none, capped)
 
 
 def test_eta_waits_for_the_next_window_not_a_share_of_it() -> None:
@@ -62,9 +84,7 @@ def test_eta_is_the_slower_of_pace_and_budget() -> None:
 def test_lines_say_what_a_user_needs() -> None:
     plan = Plan(25, 4210, "as snapshot 12", HOURLY)
     # The 4210th request starts in the fifth hour (a straight line said 3 h 40 min).
-    assert plan_line(plan) == (
-        "plan: 25 listings, about 4210 requests (as snapshot 12); at 900 per 1 h 00 min that "
-        "takes at least 4 h 00 min")
+    assert budget_seconds(4210, HOURLY) == 4 * 3600
     line = progress_line(plan, done=2105, listings_done=10, elapsed=600, waited=30, bar=True)
     assert line.startswith("[############............] 2105/~4210 requests, 10/25 listings")
     assert "ETA" in line

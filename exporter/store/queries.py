@@ -350,3 +350,54 @@ async def workspace_requests_estimate(conn: AsyncConnection) -> int:
         )
     ).scalar_one()
     return int(total)
+
+
+@dataclass(frozen=True)
+class Coverage:
+    """How far the per-object scopes of one workspace and kind have been observed."""
+
+    workspace: str
+    kind: str
+    objects: int  # current repositories or projects
+    observed: int  # of those, with an ok observation of this kind
+    never_observed: int
+    oldest_observed_in: int | None  # the oldest latest-observation among them
+    oldest_observed_at: str | None
+    nights_to_full: int | None  # until every scope was observed once; None: unknown pace
+
+
+COVERAGE_SQL = """WITH objs AS (
+    SELECT s.workspace_uuid, o.object_type, o.uuid FROM objects o JOIN scopes s ON s.id = o.scope_id
+     WHERE o.valid_to IS NULL AND s.kind IN ('repositories', 'projects')),
+kinds(kind, object_type) AS (VALUES
+    ('repository_user_grants', 'repository'), ('repository_group_grants', 'repository'),
+    ('project_user_grants', 'project'), ('project_group_grants', 'project')),
+latest AS (
+    SELECT k.kind, o.workspace_uuid, o.uuid,
+           (SELECT max(x.snapshot_id) FROM scopes sc JOIN observations x ON x.scope_id = sc.id
+             WHERE sc.kind = k.kind AND sc.object_uuid = o.uuid AND x.outcome = 'ok') AS last_ok
+      FROM objs o JOIN kinds k ON k.object_type = o.object_type)
+SELECT g.*, (SELECT finished_at FROM snapshots WHERE id = g.oldest) FROM (
+    SELECT coalesce(w.label, l.workspace_uuid), l.kind, count(*), count(l.last_ok),
+           count(*) - count(l.last_ok), min(l.last_ok) AS oldest
+      FROM latest l LEFT JOIN labels w ON w.uuid = l.workspace_uuid
+     GROUP BY l.workspace_uuid, l.kind) g ORDER BY 1, 2"""
+
+#: Per-object scopes read by the last complete snapshot: the nightly pace.
+PACE_SQL = """SELECT count(*) FROM observations o JOIN scopes s ON s.id = o.scope_id
+ WHERE s.parent_scope_id IS NOT NULL AND o.closure IS NULL
+   AND o.snapshot_id = (SELECT max(id) FROM snapshots WHERE status = 'complete')"""
+
+
+async def coverage(conn: AsyncConnection) -> tuple[list[Coverage], int]:
+    """Coverage per workspace and per-object kind, and the last night's pace (scopes read)."""
+    pace = int((await conn.execute(text(PACE_SQL))).scalar_one())
+    rows = (await conn.execute(text(COVERAGE_SQL))).all()
+    never = sum(int(r[4]) for r in rows)
+    nights = None if pace == 0 else -(-never // pace)
+    found = [
+        Coverage(str(r[0]), str(r[1]), int(r[2]), int(r[3]), int(r[4]), r[5], r[6],
+                 0 if int(r[4]) == 0 else nights)
+        for r in rows
+    ]  # fmt: skip
+    return found, pace
