@@ -303,3 +303,76 @@ async def test_repository_repeated_by_offset_paging_is_read_once(
     client = make_client(bitbucket.base_url)
     got = [r async for batch in read(ScopeKind.REPOSITORIES, client, WS) for r in batch]
     assert [r.uuid for r in got] == ["{r-1}", "{r-2}", "{r-3}"]
+
+
+REPO = ScopeTarget(WS, "repository", "{r-1}", "payments-api")
+
+
+def _per_object(kind: ScopeKind, client: BitbucketClient) -> AsyncIterator[list[Record]]:
+    return SCOPE_KINDS[kind].pages(client, REPO)
+
+
+async def test_explicit_grants_keep_a_permission_outside_the_known_order(
+    bitbucket: FakeBitbucket, make_client: MakeClient
+) -> None:
+    base = "/2.0/repositories/acme/payments-api/permissions-config"
+    users = [{"type": "repository_user_permission", "permission": "none", "user": BOB},
+             {"type": "repository_user_permission", "permission": "write", "user": ALICE}]
+    groups = [{"type": "repository_group_permission", "permission": "admin",
+               "group": {"type": "group", "slug": "devs", "name": "Devs",
+                         "full_slug": "acme:devs"}}]  # fmt: skip
+    bitbucket.routes[f"{base}/users"] = pages(bitbucket.base_url, users)
+    bitbucket.routes[f"{base}/groups"] = pages(bitbucket.base_url, groups)
+    client = make_client(bitbucket.base_url)
+    got = [r async for page in _per_object(ScopeKind.REPOSITORY_USER_GRANTS, client)
+           for r in page if isinstance(r, GrantRecord)]  # fmt: skip
+    assert got == [GrantRecord("user", "{u-bob}", "repository", "{r-1}", "none"),
+                   GrantRecord("user", "{u-alice}", "repository", "{r-1}", "write")]
+    got = [r async for page in _per_object(ScopeKind.REPOSITORY_GROUP_GRANTS, client)
+           for r in page]  # fmt: skip
+    assert got == [GrantRecord("group", "{ws-1111}:devs", "repository", "{r-1}", "admin")]
+    assert "values.group.slug" in bitbucket.seen[-1].query["fields"]
+
+
+async def test_groups_v1_becomes_groups_and_memberships(
+    bitbucket: FakeBitbucket, make_client: MakeClient
+) -> None:
+    body = [
+        {"name": "Devs", "slug": "devs", "permission": None, "members": [ALICE, BOB]},
+        {"name": "Empty", "slug": "empty", "members": []},
+    ]
+
+    async def handler(request: web.Request) -> web.StreamResponse:
+        return web.json_response(body)
+
+    bitbucket.routes["/1.0/groups/acme"] = handler
+    got = [r async for page in read(ScopeKind.GROUPS, make_client(bitbucket.base_url))
+           for r in page]  # fmt: skip
+    assert [r for r in got if isinstance(r, ObjectRecord)] == [
+        ObjectRecord("group", "{ws-1111}:devs", "devs", "Devs", None),
+        ObjectRecord("group", "{ws-1111}:empty", "empty", "Empty", None),
+    ]
+    assert [r for r in got if isinstance(r, GrantRecord)] == [
+        GrantRecord("user", "{u-alice}", "group", "{ws-1111}:devs", "member"),
+        GrantRecord("user", "{u-bob}", "group", "{ws-1111}:devs", "member"),
+    ]
+    assert {r.display_name for r in got if isinstance(r, UserRecord)} == {
+        "Alice Admin", "Bob Builder"}  # fmt: skip
+    assert len(bitbucket.seen) == 1  # one unpaginated request
+
+
+@pytest.mark.parametrize(
+    ("body", "problem"),
+    [({"values": []}, "expected a JSON array"), ([{"name": "x"}], "has no slug"),
+     ([{"slug": "x", "members": [{"display_name": "no uuid"}]}], "a member has no uuid")],
+)  # fmt: skip
+async def test_groups_v1_of_another_shape_fails_the_scope(
+    bitbucket: FakeBitbucket, make_client: MakeClient, body: object, problem: str
+) -> None:
+    async def handler(request: web.Request) -> web.StreamResponse:
+        return web.json_response(body)
+
+    bitbucket.routes["/1.0/groups/acme"] = handler
+    with pytest.raises(FetchFailedError, match=problem):
+        async for _ in read(ScopeKind.GROUPS, make_client(bitbucket.base_url)):
+            pass

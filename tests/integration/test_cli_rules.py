@@ -162,3 +162,23 @@ def test_a_killed_run_leaves_the_database_as_it_was(
     ]
     assert cli.sql("SELECT count(*) FROM stage_grants") == [(0,)]
     assert cli.diff_json()["changes"] == []
+
+
+@pytest.mark.parametrize(
+    ("status", "outcome"),
+    [(401, "forbidden"), (403, "forbidden"), (404, "forbidden"), (410, "failed")],
+)
+def test_groups_refused_is_a_gap_and_the_run_goes_on(
+    cli: Cli, simulator: ThreadedSimulator, status: int, outcome: str
+) -> None:
+    """/1.0/groups is admin-only and may go away: any refusal is recorded on that scope alone."""
+    simulator.faults.add("status", endpoint="groups_v1", status=status, times=None)
+    assert cli("snapshot") == EXIT_GAPS, cli.stderr
+    rows = cli.sql("SELECT s.label, o.outcome, o.detail FROM observations o "
+                   "JOIN scopes s ON s.id = o.scope_id WHERE o.outcome <> 'ok'")
+    assert {label.split("/")[1:3] == ["1.0", "groups"] for label, _, _ in rows} == {True}
+    assert {o for _, o, _ in rows} == {outcome} and len(rows) == len(simulator.org.workspaces)
+    assert all(str(status) in detail for _, _, detail in rows)
+    # Everything else was read, explicit grants included.
+    assert cli.sql("SELECT count(*) FROM scopes s JOIN observations o ON o.scope_id = s.id "
+                   "WHERE s.kind = 'repository_group_grants' AND o.outcome = 'ok'")[0][0] > 0

@@ -107,3 +107,41 @@ def test_table_names_sources_and_freshness(medium: tuple[Org, Cli]) -> None:
     assert cli("who-can-access", f"{ws.slug}/{repo.slug}") == EXIT_OK
     assert "users with effective access" in cli.stdout
     assert "group" in cli.stdout and "snapshot 2" in cli.stdout and "workspace owner" in cli.stdout
+
+
+def test_access_no_recorded_source_explains_is_flagged_with_the_reason(cli: Cli, org: Org) -> None:
+    # The workspace-wide listings only: no explicit grant of any repository is observed yet.
+    assert cli("snapshot", "--max-requests", "1") == EXIT_OK
+    ws = sorted(org.workspaces.values(), key=lambda w: w.slug)[0]
+    repo = next(r for r in ws.repositories.values() if ws.repo_user_grants.get(r.uuid))
+    user = next(u for u in sorted(ws.repo_user_grants[repo.uuid]) if ws.members[u] != "owner")
+    assert cli("who-can-access", f"{ws.slug}/{repo.slug}", "--format", "json") == EXIT_OK
+    mine = next(a for a in json.loads(cli.stdout)["access"] if a["user_uuid"] == user)
+    # Groups and roles are read whole every night; explicit grants have not been reached yet.
+    assert mine["effective"] and mine["sources"] == []
+    assert any(f.startswith(f"no recorded source explains {mine['effective']}: not observed yet:")
+               and "the repository's user grants" in f for f in mine["flags"])
+    assert cli("who-can-access", f"{ws.slug}/{repo.slug}") == EXIT_OK
+    assert "to check:" in cli.stdout and "not observed yet" in cli.stdout
+
+
+def test_a_grant_above_the_effective_level_is_flagged(
+    cli: Cli, org: Org, simulator: ThreadedSimulator
+) -> None:
+    assert cli("snapshot") == EXIT_OK
+    ws = sorted(org.workspaces.values(), key=lambda w: w.slug)[0]
+    repo, user = next(
+        (r, u) for r in ws.repositories.values()
+        for u, p in sorted(ws.repo_user_grants.get(r.uuid, {}).items())
+        if p == "read" and ws.members.get(u) != "owner"
+        and ws.effective_permissions().get((r.uuid, u)) == "read"
+    )  # fmt: skip
+    ws.grant_repo_user(repo.uuid, user, "admin")
+    # Tonight the effective listing fails: the explicit grant is newer than the effective level.
+    simulator.faults.add("malformed", endpoint="workspace_repository_permissions", times=None)
+    assert cli("snapshot") != EXIT_OK
+    assert cli("who-can-access", f"{ws.slug}/{repo.slug}", "--format", "json") == EXIT_OK
+    mine = next(a for a in json.loads(cli.stdout)["access"] if a["user_uuid"] == user)
+    assert mine["effective"] == "read"
+    assert any(s["source"] == "direct" and s["granted"] == "admin" for s in mine["sources"])
+    assert any("direct grants admin but the effective level is read" in f for f in mine["flags"])
