@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -45,26 +46,31 @@ async def _snapshot(conn: AsyncConnection, at: str | None) -> int:
     return ids[-1]
 
 
-async def load_who(db: Path, repository: str, at: str | None) -> Report:
+async def _load(
+    db: Path,
+    at: str | None,
+    resolve: Callable[[AsyncConnection, str], Awaitable[tuple[str, str]]],
+    name: str,
+    query: Callable[[AsyncConnection, str, int], Awaitable[list[Access]]],
+) -> Report:
     engine = await open_database(db, create=False)
     try:
         async with engine.connect() as conn:
-            uuid, label = await resolve_repository(conn, repository)
+            uuid, label = await resolve(conn, name)
             s = await _snapshot(conn, at)
-            return Report(label, s, await who_can_access(conn, uuid, s))
+            return Report(label, s, await query(conn, uuid, s))
     finally:
         await engine.dispose()
+
+
+async def load_who(db: Path, repository: str, at: str | None) -> Report:
+    """Who can reach ``WORKSPACE/REPO`` at ``at`` (default: the last complete snapshot)."""
+    return await _load(db, at, resolve_repository, repository, who_can_access)
 
 
 async def load_access(db: Path, user: str, at: str | None) -> Report:
-    engine = await open_database(db, create=False)
-    try:
-        async with engine.connect() as conn:
-            uuid, name = await resolve_user(conn, user)
-            s = await _snapshot(conn, at)
-            return Report(name, s, await access_of(conn, uuid, s))
-    finally:
-        await engine.dispose()
+    """What ``user`` can reach at ``at`` (default: the last complete snapshot)."""
+    return await _load(db, at, resolve_user, user, access_of)
 
 
 def _via(source: Any) -> str:

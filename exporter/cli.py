@@ -121,8 +121,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _db_argument(who)
     who.add_argument("repository", metavar="WORKSPACE/REPO")
-    who.add_argument("--at", metavar="WHEN", help="a snapshot id, date or timestamp (default: "
-                     "the last complete snapshot)")
+    _at_argument(who)
     _format_argument(who)
     who.add_argument("--sql", action="store_true", help="print the SQL it runs (parameters :s, "
                      "the snapshot, and :repository, a uuid) and exit")
@@ -135,8 +134,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _db_argument(person)
     person.add_argument("user", metavar="USER")
-    person.add_argument("--at", metavar="WHEN", help="a snapshot id, date or timestamp (default: "
-                        "the last complete snapshot)")
+    _at_argument(person)
     _format_argument(person)
 
     cover = commands.add_parser(
@@ -183,6 +181,12 @@ def _db_argument(parser: argparse.ArgumentParser, default: str | None = None) ->
     parser.add_argument("--db", type=Path, required=default is None,
                         default=None if default is None else Path(default), metavar="PATH",
                         help="the SQLite database" + (f" (default {default})" if default else ""))
+
+
+def _at_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--at", metavar="WHEN", help="a snapshot id, date (2026-11-20: the last "
+                        "complete snapshot started on or before that day, UTC) or timestamp "
+                        "(default: the last complete snapshot)")
 
 
 def _format_argument(parser: argparse.ArgumentParser) -> None:

@@ -5,7 +5,7 @@ Bitbucket allows about 1,000 requests an hour per user and sends no Retry-After,
 to finish a large workspace is to pace, not to retry harder. ``wait_before_next`` is the pure
 rule; ``RateBudget`` applies it with an injected clock and sleep and is shared by every request
 of a client (and may be shared by several clients of one credential). ``parse_rate`` reads a
-rate such as ``900/h``. ``start_offset``, ``finish_seconds`` and ``requests_startable`` predict
+rate such as ``900/h``. ``start_offset`` and ``requests_startable`` predict
 what the budget allows (for plans and ETAs) by following the window as it really releases
 requests, a window's worth at a time, rather than a straight line. Imports nothing from the
 project.
@@ -60,14 +60,6 @@ def earliest_start(starts: Sequence[float], now: float, *, limit: int, window: f
 def wait_before_next(starts: Sequence[float], now: float, *, limit: int, window: float) -> float:
     """Seconds from ``now`` until one more request may start (0 if it may start now)."""
     return earliest_start(starts, now, limit=limit, window=window) - now
-
-
-def seconds_needed(requests: int, *, limit: int, window: float) -> float:
-    """The least time ``requests`` requests take under the budget (for a run's plan).
-
-    That is when the last of them may start: ``start_offset(requests)`` without concurrency.
-    """
-    return start_offset(requests, limit=limit, window=window)
 
 
 def _check_schedule(limit: int, window: float, concurrency: int | None, latency: float) -> None:
@@ -125,22 +117,6 @@ def start_offset(
     if concurrency is None or latency == 0:  # only the window holds requests back
         return ((n - 1) // limit) * window
     return next(islice(_schedule(limit, window, concurrency, latency), n - 1, None))
-
-
-def finish_seconds(
-    n: int,
-    *,
-    limit: int,
-    window: float,
-    concurrency: int | None = None,
-    latency: float = 0.0,
-) -> float:
-    """When request ``n`` finishes at the earliest: its ``start_offset`` plus ``latency``.
-
-    The time a run of ``n`` requests needs, end to end. ``n <= 0`` gives 0.
-    """
-    start = start_offset(n, limit=limit, window=window, concurrency=concurrency, latency=latency)
-    return start + latency if n > 0 else 0.0
 
 
 def requests_startable(
@@ -213,9 +189,6 @@ class RateBudget:
 
     def __repr__(self) -> str:
         return f"RateBudget(limit={self.limit}, window={self.window:g})"
-
-    def seconds_needed(self, requests: int) -> float:
-        return seconds_needed(requests, limit=self.limit, window=self.window)
 
     async def acquire(self) -> float:
         """Wait until one more request may start and count it as started; the seconds waited.

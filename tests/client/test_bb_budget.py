@@ -14,9 +14,7 @@ import pytest
 from exporter.bitbucket import RateBudget, parse_rate
 from exporter.bitbucket.budget import (
     earliest_start,
-    finish_seconds,
     requests_startable,
-    seconds_needed,
     start_offset,
     wait_before_next,
 )
@@ -50,8 +48,8 @@ def test_a_burst_is_spread_one_window_per_limit() -> None:
     for _ in range(9):
         starts.append(earliest_start(starts, 0.0, limit=4, window=10.0))
     assert starts == [0, 0, 0, 0, 10, 10, 10, 10, 20]
-    assert seconds_needed(9, limit=4, window=10.0) == 20.0
-    assert seconds_needed(0, limit=4, window=10.0) == 0.0
+    assert start_offset(9, limit=4, window=10.0) == 20.0
+    assert start_offset(0, limit=4, window=10.0) == 0.0
 
 
 @pytest.mark.parametrize(
@@ -89,7 +87,7 @@ async def test_concurrent_acquires_keep_the_limit_and_come_in_order() -> None:
     times = [t for _, t in started]
     assert most_in_any_window(times, 10.0) == 4
     assert [n for n, _ in started] == list(range(25))
-    assert clock.now == 60.0 == budget.seconds_needed(25)
+    assert clock.now == 60.0 == start_offset(25, limit=budget.limit, window=budget.window)
     assert budget.seconds_waited == sum(clock.slept) and budget.acquired == 25
 
 
@@ -155,14 +153,10 @@ async def test_start_offset_is_the_budgets_step_function() -> None:
     assert starts == [0.0] * 5 + [10.0] * 5 + [20.0] * 5 + [30.0] * 5 + [40.0] * 3
     for n in range(1, 24):
         assert start_offset(n, limit=5, window=10.0) == starts[n - 1], n
-        assert seconds_needed(n, limit=5, window=10.0) == starts[n - 1], n
-        assert finish_seconds(n, limit=5, window=10.0, latency=2.0) == starts[n - 1] + 2.0
         # Workers that take no time are held back by the window alone.
         assert start_offset(n, limit=5, window=10.0, concurrency=2) == starts[n - 1], n
     for n in (0, -3):
         assert start_offset(n, limit=5, window=10.0) == 0.0
-        assert finish_seconds(n, limit=5, window=10.0, concurrency=2, latency=1.0) == 0.0
-        assert seconds_needed(n, limit=5, window=10.0) == 0.0
 
 
 async def test_at_900_an_hour_the_901st_request_waits_a_whole_hour() -> None:
@@ -217,7 +211,6 @@ async def test_start_offset_with_workers_follows_the_budget(
     assert starts[-1] > 3 * window  # crosses several window boundaries
     for n in range(1, 41):
         assert start_offset(n, **options) == starts[n - 1], n
-        assert finish_seconds(n, **options) == starts[n - 1] + latency, n
     deadlines = {0.0, *starts, *(k * window for k in range(1, 4))}
     deadlines |= {(a + b) / 2 for a, b in itertools.pairwise(starts)}
     for seconds in sorted(deadlines):
@@ -228,7 +221,6 @@ def test_a_schedule_with_workers_by_hand() -> None:
     options: Options = {"limit": 5, "window": 10.0, "concurrency": 2, "latency": 3.0}
     assert [start_offset(n, **options) for n in range(1, 12)] == [
         0, 0, 3, 3, 6, 10, 10, 13, 13, 16, 20]  # fmt: skip
-    assert finish_seconds(11, **options) == 23.0
     assert requests_startable(10.0, **options) == 5
     assert requests_startable(10.5, **options) == 7
 
@@ -259,5 +251,3 @@ def test_predictions_refuse_meaningless_options(options: Options) -> None:
         start_offset(3, **options)
     with pytest.raises(ValueError, match=r"at least 1|window|concurrency|latency"):
         requests_startable(3.0, **options)
-    with pytest.raises(ValueError, match=r"at least 1|window|concurrency|latency"):
-        finish_seconds(3, **options)
