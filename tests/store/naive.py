@@ -1,6 +1,7 @@
 """A naive model of the observation rules: it keeps every snapshot's observations in full.
 
-Used by the property tests to hold the real store to DESIGN.md's rules.
+Used by the property tests to hold the real store to DESIGN.md's rules: facts and diffs, the
+display names kept for users, and each snapshot's count of scopes by outcome.
 """
 
 from __future__ import annotations
@@ -20,6 +21,9 @@ RANK = {
 }
 
 Facts = dict[tuple[str, ...], tuple[object, ...]]
+#: user uuid -> the display name one scope's pages gave it
+Names = dict[str, str]
+OUTCOMES = ("ok", "forbidden", "failed", "skipped")
 
 
 @dataclass
@@ -37,10 +41,32 @@ class NaiveStore:
     # snapshot id -> scope -> facts, for ok observations only (deletion closures included)
     ok: dict[int, dict[str, Facts]] = field(default_factory=dict)
     complete: list[int] = field(default_factory=list)
+    # snapshot id -> scope -> the names its pages gave, for scopes that ended ok only
+    names: dict[int, dict[str, Names]] = field(default_factory=dict)
+    # snapshot id -> scopes by outcome, as the snapshot row counts them
+    counts: dict[int, dict[str, int]] = field(default_factory=dict)
+    # snapshot id -> child scopes closed because their object left the listing
+    closed: dict[int, set[str]] = field(default_factory=dict)
 
-    def record(self, snapshot_id: int, observed: dict[str, Facts]) -> None:
+    def record(
+        self,
+        snapshot_id: int,
+        observed: dict[str, Facts],
+        *,
+        finished: dict[str, str] | None = None,
+        names: dict[str, Names] | None = None,
+        skipped: int = 0,
+    ) -> None:
         """Merge a complete snapshot's ok observations, closing children of deleted objects (even
-        those read in the same snapshot: the object is gone)."""
+        those read in the same snapshot: the object is gone).
+
+        ``finished`` holds the outcome of every scope the run finished (not of those it never
+        reached), ``names`` the names staged by each scope that ended ok, and ``skipped`` the
+        per-object scopes the plan left for later, counted without being stored.
+        """
+        finished = finished or {}
+        names = names or {}
+        assert set(names) <= {n for n, o in finished.items() if o == "ok"}
         closures: dict[str, Facts] = {}
         for name, scope in self.scopes.items():
             if scope.parent is None or scope.parent not in observed:
@@ -54,6 +80,36 @@ class NaiveStore:
                 closures[name] = {}
         self.ok[snapshot_id] = {**observed, **closures}
         self.complete.append(snapshot_id)
+        self.closed[snapshot_id] = set(closures)
+        # A closure takes the place of whatever this snapshot made of the scope, a read that
+        # ended ok included: the object is gone, so what the read showed is no fact any more, and
+        # the closure (not the read) is the scope's observation, counted apart from the outcomes.
+        # A read that failed (after an ok one before) is superseded the same way.
+        counts = dict.fromkeys(OUTCOMES, 0)
+        for name, outcome in finished.items():
+            if name not in closures:
+                counts[outcome] += 1
+        counts["skipped"] += skipped
+        self.counts[snapshot_id] = counts
+        # Names are kept from every scope read whole, even one closed just now: its pages were
+        # the user's name at that moment, though its grants are not kept. One night gives a user
+        # one name, so which scope's row is merged last does not matter.
+        seen: Names = {}
+        for scope_names in names.values():
+            for uuid, name in scope_names.items():
+                assert seen.setdefault(uuid, name) == name, (uuid, name, seen[uuid])
+        self.names[snapshot_id] = names
+
+    def users(self) -> dict[str, tuple[str, int]]:
+        """uuid -> (display name, last seen): the name from the newest complete snapshot in which
+        a scope that ended ok gave one. Failed, forbidden, skipped or unfinished scopes and runs
+        that crashed or failed give none."""
+        out: dict[str, tuple[str, int]] = {}
+        for s in self.complete:
+            for scope_names in self.names.get(s, {}).values():
+                for uuid, name in scope_names.items():
+                    out[uuid] = (name, s)
+        return out
 
     def ok_snapshots(self, name: str) -> list[int]:
         return [s for s in self.complete if name in self.ok[s]]
