@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 from typing import TextIO
 
+from exporter.errors import ConfigError
 from exporter.render import as_csv, table
 from exporter.store.database import open_database
 from exporter.store.queries import (
@@ -38,9 +39,19 @@ async def load_diff(
             elif to_ref is not None:
                 ids = [i for i in await complete_snapshot_ids(conn) if i < b]
                 a = ids[-1] if ids else 0
+            if a == b:
+                raise ConfigError(_same_snapshot(a, from_ref, to_ref))
             return await diff(conn, a, b, with_baseline=with_baseline)
     finally:
         await engine.dispose()
+
+
+def _same_snapshot(snapshot: int, from_ref: str | None, to_ref: str | None) -> str:
+    if to_ref is None:
+        return (f"no complete snapshot follows --from {from_ref} (it resolves to snapshot "
+                f"{snapshot}, the last one): nothing to compare; 'bbaccess snapshots' lists them")
+    return (f"--from {from_ref} and --to {to_ref} both resolve to snapshot {snapshot}: "
+            "nothing to compare")
 
 
 def print_diff(result: Diff, *, fmt: str, baseline: bool, out: TextIO | None = None) -> None:

@@ -6,9 +6,9 @@ refuses one written by a newer version of bbaccess.
 
 from __future__ import annotations
 
-import fcntl
 import logging
 import os
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -135,6 +135,28 @@ async def open_database(path: Path, *, create: bool = True) -> AsyncEngine:
     return engine
 
 
+def _try_lock(fd: int) -> bool:
+    """Take an exclusive lock on an open file without waiting; False if another process holds
+    it. The operating system releases it when the process dies. ``fcntl`` exists on Linux and
+    macOS, ``msvcrt`` on Windows; each is imported only here, so that every other command (and
+    ``--help``) runs wherever Python does."""
+    if sys.platform == "win32":
+        import msvcrt
+
+        try:
+            msvcrt.locking(fd, msvcrt.LK_NBLCK, 1)
+        except OSError:
+            return False
+        return True
+    import fcntl
+
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return False
+    return True
+
+
 class RunLock:
     """An exclusive lock beside the database, held for the whole of one snapshot.
 
@@ -150,18 +172,16 @@ class RunLock:
 
     def acquire(self) -> None:
         fd = os.open(self.path, os.O_CREAT | os.O_RDWR, 0o644)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
+        if not _try_lock(fd):
             os.close(fd)
             raise SnapshotRunningError(
                 f"another snapshot is running against {self.db_path}; "
                 "wait for it to finish (one snapshot at a time per database)"
-            ) from None
+            )
         self._fd = fd
 
     def release(self) -> None:
+        # Closing the file releases the lock.
         if self._fd is not None:
-            fcntl.flock(self._fd, fcntl.LOCK_UN)
             os.close(self._fd)
             self._fd = None
