@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -244,6 +245,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("bbaccess: interrupted; nothing of this run was merged", file=sys.stderr)
         return EXIT_INTERRUPTED
+    except BrokenPipeError:
+        # The reader went away (bbaccess diff | head): not an error. Send what is still buffered
+        # nowhere, so that Python's own flush at exit does not complain again.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_OK
     except Exception as error:  # a defect: one line, not a traceback (-v shows the traceback)
         log.debug("internal error", exc_info=True)
         print(f"bbaccess: internal error ({type(error).__name__}: {error}); "

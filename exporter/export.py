@@ -484,6 +484,13 @@ def _first_exporter_error(group: BaseExceptionGroup[BaseException]) -> BaseExcep
     return next((e for e in leaves if isinstance(e, ExporterError)), leaves[0])
 
 
+def _why(error: BaseException) -> str:
+    """The message stored on a run that did not complete."""
+    if isinstance(error, asyncio.CancelledError | KeyboardInterrupt):
+        return "interrupted (Ctrl-C or a signal) before it completed; nothing of it was merged"
+    return str(error) or type(error).__name__
+
+
 async def load_knowledge(writer_engine: Any) -> Knowledge:
     async with writer_engine.connect() as conn:
         objects = await known_objects(conn)
@@ -536,11 +543,8 @@ async def run_snapshot(
                     scopes, unreachable = await run.observe_all()
                 except BaseException as error:
                     status = "failed" if isinstance(error, ExporterError) else "aborted"
-                    await asyncio.shield(
-                        writer.fail(
-                            str(error) or type(error).__name__, counters_of(client), status=status
-                        )
-                    )
+                    failing = writer.fail(_why(error), counters_of(client), status=status)
+                    await asyncio.shield(failing)
                     raise
                 counters = counters_of(client)
             summary = await writer.complete(counters, skipped=run.skipped)

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from exporter.cli import build_parser
-from exporter.cli_output import EXIT_GAPS, EXIT_OK, EXIT_USAGE
+from exporter.cli_output import EXIT_GAPS, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE
 from exporter.simulator import ADMIN_EMAIL, ADMIN_TOKEN
 from exporter.store.database import RunLock
 from tests.integration.conftest import Cli, ThreadedSimulator
@@ -125,13 +125,9 @@ def test_snapshots_lists_runs_with_outcomes(cli: Cli, simulator: ThreadedSimulat
     assert runs[0]["requests"] > 0
 
 
-def test_a_killed_run_leaves_the_database_as_it_was(
-    cli: Cli, simulator: ThreadedSimulator, tmp_path: Path
-) -> None:
-    assert cli("snapshot") == EXIT_OK
-    before = cli.sql("SELECT * FROM access_at ORDER BY 1, 2, 3, 4, 5, 6, 7")
-    # The effective-permission listings answer after 3 s, so the run is surely still going when
-    # the other listings have been staged and it is killed.
+def _slow_run_that_staged(cli: Cli, simulator: ThreadedSimulator) -> subprocess.Popen[bytes]:
+    """A snapshot in another process, once it has staged something and is surely still going:
+    the effective-permission listings answer after 3 s."""
     simulator.faults.add("latency", path_prefix="/2.0/workspaces/", latency=3.0, times=None)
     env = {
         **os.environ,
@@ -144,18 +140,46 @@ def test_a_killed_run_leaves_the_database_as_it_was(
         env=env,
         cwd=ROOT,
         stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
     )
+    for _ in range(600):  # wait (at most a minute) until it has staged something
+        if cli.sql("SELECT count(*) FROM stage_grants")[0][0]:
+            return process
+        time.sleep(0.1)
+    process.kill()
+    process.wait(30)
+    raise AssertionError("the run never staged anything")
+
+
+def test_an_interrupted_run_says_so_and_merges_nothing(
+    cli: Cli, simulator: ThreadedSimulator
+) -> None:
+    assert cli("snapshot") == EXIT_OK
+    before = cli.sql("SELECT * FROM access_at ORDER BY 1, 2, 3, 4, 5, 6, 7")
+    process = _slow_run_that_staged(cli, simulator)
+    os.kill(process.pid, signal.SIGINT)
+    assert process.wait(60) == EXIT_INTERRUPTED
+    assert process.stderr is not None
+    assert "interrupted; nothing of this run was merged" in process.stderr.read().decode()
+    process.stderr.close()
+    assert cli.sql("SELECT status, message FROM snapshots ORDER BY id")[1] == (
+        "aborted", "interrupted (Ctrl-C or a signal) before it completed; nothing of it was merged"
+    )
+    assert cli.sql("SELECT * FROM access_at ORDER BY 1, 2, 3, 4, 5, 6, 7") == before
+
+
+def test_a_killed_run_leaves_the_database_as_it_was(
+    cli: Cli, simulator: ThreadedSimulator, tmp_path: Path
+) -> None:
+    assert cli("snapshot") == EXIT_OK
+    before = cli.sql("SELECT * FROM access_at ORDER BY 1, 2, 3, 4, 5, 6, 7")
+    process = _slow_run_that_staged(cli, simulator)
     try:
-        for _ in range(600):  # wait (at most a minute) until it has staged something
-            staged = cli.sql("SELECT count(*) FROM stage_grants")[0][0]
-            if staged:
-                break
-            time.sleep(0.1)
-        assert staged, "the run never staged anything"
         os.kill(process.pid, signal.SIGKILL)
     finally:
         process.wait(30)
+        if process.stderr is not None:
+            process.stderr.close()
     assert cli.sql("SELECT status FROM snapshots ORDER BY id") == [("complete",), ("running",)]
     assert cli.sql("SELECT * FROM access_at ORDER BY 1, 2, 3, 4, 5, 6, 7") == before
 
@@ -201,3 +225,16 @@ def test_every_command_but_snapshot_needs_no_posix_module() -> None:
                           timeout=60, check=False)  # fmt: skip
     assert done.returncode == 0, done.stderr
     assert "who-can-access" in done.stdout
+
+
+def test_a_reader_that_goes_away_is_no_error(cli: Cli) -> None:
+    """bbaccess diff | head: the pipe closes early; no 'internal error', exit 0."""
+    assert cli("snapshot") == EXIT_OK
+    command = [sys.executable, "-m", "exporter", "diff", "--db", str(cli.db), "--baseline"]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert process.stdout is not None and process.stderr is not None
+    process.stdout.close()  # the reader is gone before a line was written
+    error = process.stderr.read().decode()
+    assert process.wait(timeout=60) == EXIT_OK, error
+    assert "internal error" not in error and "Traceback" not in error
+    process.stderr.close()
