@@ -6,11 +6,15 @@ refuses one written by a newer version of bbaccess.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
+import sqlite3
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 from alembic import command
 from alembic.config import Config
@@ -67,6 +71,53 @@ def create_engine_for(path: Path) -> AsyncEngine:
     return engine
 
 
+def _read_only_uri(path: Path) -> str:
+    """A read-only SQLite URI for ``path``. Where bbaccess may not write beside the file (a
+    read-only file or folder: an auditor's copy), the file is opened as immutable: SQLite then
+    needs no -wal or -shm file, and takes no lock."""
+    uri = f"file:{quote(str(path.resolve()))}?mode=ro"
+    if not (os.access(path, os.W_OK) and os.access(path.resolve().parent, os.W_OK)):
+        uri += "&immutable=1"
+    return uri
+
+
+def _set_read_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA busy_timeout=30000")
+    cursor.execute(f"PRAGMA cache_size=-{CACHE_KIB}")
+    cursor.close()
+
+
+def _reader_engine(path: Path) -> AsyncEngine:
+    """An engine that only reads: it takes no write lock, and works on a read-only copy."""
+    engine = create_async_engine(
+        "sqlite+aiosqlite:///" + _read_only_uri(path) + "&uri=true"
+    )
+    event.listen(engine.sync_engine, "connect", _set_read_pragmas)
+    return engine
+
+
+@dataclass(frozen=True)
+class _Found:
+    """What a file holds, read without writing anything."""
+
+    revision: str | None  # the bbaccess schema revision, if any
+    foreign: bool  # an SQLite database with tables but no bbaccess schema
+
+
+def _inspect(path: Path) -> _Found:
+    if not path.exists() or path.stat().st_size == 0:
+        return _Found(None, False)
+    try:
+        with contextlib.closing(sqlite3.connect(_read_only_uri(path), uri=True)) as conn:
+            names = {r[0] for r in conn.execute("SELECT name FROM sqlite_master")}
+            row = (conn.execute("SELECT version_num FROM alembic_version").fetchone()
+                   if "alembic_version" in names else None)  # fmt: skip
+    except sqlite3.DatabaseError as error:
+        raise DatabaseError(f"{path} cannot be used as a bbaccess database: {error}") from None
+    return _Found(None if not row else str(row[0]), bool(names) and row is None)
+
+
 def _current_revision(connection: Connection) -> str | None:
     has_table = connection.execute(
         text("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'alembic_version'")
@@ -108,14 +159,32 @@ def check_database_path(path: Path, *, create: bool = True) -> None:
         raise DatabaseError(f"no database at {path}: run 'bbaccess snapshot --db {path}' first")
     if not path.parent.is_dir():
         raise DatabaseError(f"the folder {path.parent} does not exist; create it or choose another")
+    if _inspect(path).foreign:
+        # Refused before anything is written: not even its journal mode is changed.
+        raise DatabaseError(
+            f"{path} is an SQLite database of another program (it has tables, but no bbaccess "
+            "schema); give --db a new file or a bbaccess database"
+        )
 
 
 async def open_database(path: Path, *, create: bool = True) -> AsyncEngine:
     """An engine on ``path`` whose schema is at this version's head.
 
-    With ``create=False`` a missing file is an error (the read-only commands).
+    With ``create=False`` (the reading commands) a missing file is an error, and a database
+    already at the head is opened read-only: no write lock, and a read-only copy works.
     """
     check_database_path(path, create=create)
+    found = _inspect(path)
+    if not create:
+        head = ScriptDirectory.from_config(alembic_config()).get_current_head()
+        if found.revision == head:
+            return _reader_engine(path)
+        if not os.access(path, os.W_OK) or not os.access(path.resolve().parent, os.W_OK):
+            raise DatabaseError(
+                f"{path} is read-only and not a bbaccess database of this version's schema "
+                f"({head}); open it once with write access to upgrade it, or use the bbaccess "
+                "version that wrote it"
+            )
     engine = create_engine_for(path)
     try:
         async with engine.connect() as connection:

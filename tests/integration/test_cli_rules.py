@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import sqlite3
@@ -238,3 +239,75 @@ def test_a_reader_that_goes_away_is_no_error(cli: Cli) -> None:
     assert process.wait(timeout=60) == EXIT_OK, error
     assert "internal error" not in error and "Traceback" not in error
     process.stderr.close()
+
+
+def test_reading_commands_take_no_write_lock(cli: Cli) -> None:
+    """Another program mid-write (holding SQLite's write lock) does not stop a reader."""
+    assert cli("snapshot") == EXIT_OK
+    writer = sqlite3.connect(cli.db, isolation_level=None)
+    try:
+        writer.execute("BEGIN IMMEDIATE")
+        writer.execute("UPDATE snapshots SET message = 'mid-write' WHERE id = 1")
+        assert cli("diff") == EXIT_OK, cli.stderr
+        assert cli("snapshots", "--format", "json") == EXIT_OK
+        assert '"message": null' in cli.stdout  # the uncommitted write is not seen
+    finally:
+        writer.execute("ROLLBACK")
+        writer.close()
+
+
+def _make_immutable(paths: list[Path], on: bool) -> bool:
+    """chattr +i: not even root may write (tests run as root); False where it is unsupported."""
+    flag = "+i" if on else "-i"
+    return all(
+        subprocess.run(["chattr", flag, str(p)], capture_output=True, check=False).returncode == 0
+        for p in paths
+    )
+
+
+def test_a_read_only_copy_can_be_read(
+    cli: Cli, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An auditor's copy in a folder nobody may write to: every reading command works and
+    nothing beside the file is created or changed."""
+    assert cli("snapshot") == EXIT_OK
+    copy = tmp_path / "audit" / "access.db"
+    copy.parent.mkdir()
+    with sqlite3.connect(cli.db) as source, sqlite3.connect(copy) as target:
+        source.backup(target)
+    before = copy.read_bytes()
+    if not _make_immutable([copy, copy.parent], True):
+        real_access = os.access
+
+        def no_writing(path: object, mode: int, **kwargs: object) -> bool:
+            if mode & os.W_OK and str(path).startswith(str(copy.parent)):
+                return False  # as for a user without write permission
+            return real_access(path, mode)  # type: ignore[arg-type]
+
+        monkeypatch.setattr(os, "access", no_writing)
+    try:
+        reader = Cli(copy)
+        assert reader("diff") == EXIT_OK, reader.stderr
+        assert reader("snapshots") == EXIT_OK and "complete" in reader.stdout
+        repository = cli.sql("SELECT label FROM labels WHERE object_type = 'repository'")[0][0]
+        assert reader("who-can-access", repository) == EXIT_OK, reader.stderr
+        assert reader("coverage") == EXIT_OK
+        assert sorted(p.name for p in copy.parent.iterdir()) == ["access.db"]
+        assert copy.read_bytes() == before
+    finally:
+        _make_immutable([copy.parent, copy], False)
+
+
+def test_another_programs_sqlite_file_is_refused_untouched(cli: Cli, tmp_path: Path) -> None:
+    other = tmp_path / "other.sqlite"
+    with contextlib.closing(sqlite3.connect(other)) as conn:
+        conn.execute("CREATE TABLE notes (body TEXT)")
+        conn.execute("INSERT INTO notes VALUES ('mine')")
+        conn.commit()
+    before = other.read_bytes()
+    for command in ("snapshot", "diff", "snapshots"):
+        checked = Cli(other)
+        assert checked(command) == EXIT_USAGE, command
+        assert "an SQLite database of another program" in checked.stderr
+    assert other.read_bytes() == before  # not even switched to WAL
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["other.sqlite"]
