@@ -11,6 +11,7 @@ code  meaning
 3     authentication error: the API refused the credential
 4     complete with gaps: some scopes were forbidden, failed or skipped
 5     the run failed before it could complete (nothing was merged)
+6     diff --exit-code: changes were found
 130   interrupted (Ctrl-C); nothing of the run was merged
 ====  ==========================================================================
 """
@@ -29,6 +30,7 @@ from typing import Any
 from exporter import __version__
 from exporter.cli_output import (
     EXIT_AUTH,
+    EXIT_CHANGED,
     EXIT_FAILED,
     EXIT_INTERNAL,
     EXIT_INTERRUPTED,
@@ -57,7 +59,8 @@ def build_parser() -> argparse.ArgumentParser:
         description="Record who can reach what in Bitbucket Cloud in a SQLite database, and say "
         "exactly what changed between any two snapshots.",
         epilog="Exit codes: 0 complete, 1 internal error, 2 configuration or usage error, "
-        "3 authentication error, 4 complete with gaps, 5 run failed, 130 interrupted. "
+        "3 authentication error, 4 complete with gaps, 5 run failed, 6 changes found (diff "
+        "--exit-code), 130 interrupted. "
         "See README.md.",
     )
     parser.add_argument("--version", action="version", version=f"bbaccess {__version__}")
@@ -111,6 +114,20 @@ def build_parser() -> argparse.ArgumentParser:
                       help="also list baseline facts (first observed, so not changes)")
     diff.add_argument("--sql", action="store_true",
                       help="print the SQL that computes the diff (parameters :a and :b) and exit")
+    diff.add_argument("--exit-code", action="store_true",
+                      help=f"exit {EXIT_CHANGED} when a change is listed (after the filters), 0 "
+                      "when none: for alerts from cron")
+    diff.add_argument("--change", action="append", default=[], metavar="KIND",
+                      help="only this kind of change (repeatable): granted, raised, revoked, ...")
+    diff.add_argument("--workspace", action="append", default=[], metavar="SLUG",
+                      help="only changes in this workspace (repeatable)")
+    diff.add_argument("--user", action="append", default=[], metavar="USER",
+                      help="only changes of this user: display name or uuid (repeatable)")
+    diff.add_argument("--repository", action="append", default=[], metavar="WORKSPACE/REPO",
+                      help="only changes on this repository (repeatable)")
+    diff.add_argument("--source", action="append", default=[], metavar="SOURCE",
+                      help="only changes from this source: effective, workspace, direct, group, "
+                      "project, 'project group', membership (repeatable)")
 
     who = commands.add_parser(
         "who-can-access", help="who can reach a repository, and through what",
@@ -300,12 +317,15 @@ def command_diff(args: argparse.Namespace) -> int:
     if args.sql:
         print(DIFF_SQL)
         return EXIT_OK
-    from exporter.diff_report import load_diff, print_diff
+    from exporter.diff_report import DiffFilter, check_filter, load_diff, print_diff
 
-    result = asyncio.run(load_diff(args.db, args.from_ref, args.to_ref,
-                                   with_baseline=args.baseline))
+    wanted = DiffFilter(tuple(args.change), tuple(args.workspace), tuple(args.user),
+                        tuple(args.repository), tuple(args.source))
+    check_filter(wanted)
+    result = wanted.apply(asyncio.run(load_diff(args.db, args.from_ref, args.to_ref,
+                                                with_baseline=args.baseline)))
     print_diff(result, fmt=args.format, baseline=args.baseline)
-    return EXIT_OK
+    return EXIT_CHANGED if args.exit_code and result.changes else EXIT_OK
 
 
 def command_who_can_access(args: argparse.Namespace) -> int:

@@ -11,6 +11,7 @@ EXIT_USAGE = 2
 EXIT_AUTH = 3
 EXIT_GAPS = 4
 EXIT_FAILED = 5
+EXIT_CHANGED = 6  # diff --exit-code found changes
 EXIT_INTERRUPTED = 130
 
 

@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import json
 import sys
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import TextIO
+from typing import Any, TextIO
 
 from exporter.errors import ConfigError
 from exporter.render import as_csv, table
 from exporter.store.database import open_database
 from exporter.store.queries import (
     CHANGE_COLUMNS,
+    CHANGE_ORDER,
     Diff,
     complete_snapshot_ids,
     default_pair,
@@ -44,6 +46,47 @@ async def load_diff(
             return await diff(conn, a, b, with_baseline=with_baseline)
     finally:
         await engine.dispose()
+
+
+@dataclass(frozen=True)
+class DiffFilter:
+    """Which change rows to keep; every given criterion must hold (empty: no criterion)."""
+
+    changes: tuple[str, ...] = ()
+    workspaces: tuple[str, ...] = ()
+    users: tuple[str, ...] = ()  # display name or uuid
+    repositories: tuple[str, ...] = ()  # WORKSPACE/REPO
+    sources: tuple[str, ...] = ()
+
+    def keeps(self, row: dict[str, Any]) -> bool:
+        user = (row.get("subject_name") or "", row.get("subject_uuid") or "")
+        return (
+            (not self.changes or row["change"] in self.changes)
+            and (not self.workspaces or row["workspace"] in self.workspaces)
+            and (not self.sources or row["source"] in self.sources)
+            and (not self.repositories or (row["object_type"] == "repository"
+                                           and row["object_name"] in self.repositories))
+            and (not self.users or (row.get("subject_type") == "user" and any(
+                u.lower() in (user[0].lower(), user[1].lower()) for u in self.users)))
+        )  # fmt: skip
+
+    def apply(self, result: Diff) -> Diff:
+        if self == DiffFilter():
+            return result
+        changes = [r for r in result.changes if self.keeps(r)]
+        baseline = [r for r in result.baseline if self.keeps(r)]
+        count = len(baseline) if result.baseline else result.baseline_count
+        return replace(result, changes=changes, baseline=baseline, baseline_count=count)
+
+
+def check_filter(wanted: DiffFilter) -> None:
+    unknown = [c for c in wanted.changes if c not in CHANGE_ORDER]
+    if unknown:
+        raise ConfigError(f"--change {unknown[0]!r} is not a kind of change; choose from "
+                          f"{', '.join(CHANGE_ORDER)}")
+    for name in wanted.repositories:
+        if "/" not in name:
+            raise ConfigError(f"--repository takes WORKSPACE/REPO (acme/api), not {name!r}")
 
 
 def _same_snapshot(snapshot: int, from_ref: str | None, to_ref: str | None) -> str:

@@ -14,10 +14,10 @@ from pathlib import Path
 import pytest
 
 from exporter.cli import build_parser
-from exporter.cli_output import EXIT_GAPS, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE
-from exporter.simulator import ADMIN_EMAIL, ADMIN_TOKEN
+from exporter.cli_output import EXIT_CHANGED, EXIT_GAPS, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE
+from exporter.simulator import ADMIN_EMAIL, ADMIN_TOKEN, Org, apply_churn
 from exporter.store.database import RunLock
-from tests.integration.conftest import Cli, ThreadedSimulator
+from tests.integration.conftest import Cli, ThreadedSimulator, churn_rng
 
 ROOT = Path(__file__).resolve().parents[2]
 COMMANDS = ("snapshot", "snapshots", "diff", "demo", "simulate")
@@ -311,3 +311,30 @@ def test_another_programs_sqlite_file_is_refused_untouched(cli: Cli, tmp_path: P
         assert "an SQLite database of another program" in checked.stderr
     assert other.read_bytes() == before  # not even switched to WAL
     assert sorted(p.name for p in tmp_path.iterdir()) == ["other.sqlite"]
+
+
+def test_diff_filters_and_exit_code_for_alerts(cli: Cli, org: Org) -> None:
+    assert cli("snapshot") == EXIT_OK
+    assert cli("diff", "--exit-code") == EXIT_OK  # a first snapshot: baseline only
+    apply_churn(org, rng=churn_rng(5), rate=0.05)
+    assert cli("snapshot") == EXIT_OK
+    everything = cli.diff_json()["changes"]
+    assert cli("diff", "--exit-code") == EXIT_CHANGED
+
+    def kept(*args: str) -> list[dict[str, object]]:
+        changes: list[dict[str, object]] = cli.diff_json(*args)["changes"]
+        return changes
+
+    granted = kept("--change", "granted", "--change", "raised")
+    assert granted and granted == [r for r in everything if r["change"] in ("granted", "raised")]
+    slug = str(everything[0]["workspace"])
+    assert kept("--workspace", slug) == [r for r in everything if r["workspace"] == slug]
+    row = next(r for r in everything if r["object_type"] == "repository" and r["subject_uuid"])
+    repository, user = str(row["object_name"]), str(row["subject_name"])
+    both = kept("--repository", repository, "--user", user, "--source", str(row["source"]))
+    assert row in both and all(r["object_name"] == repository and r["subject_name"] == user
+                               for r in both)  # fmt: skip
+    # Filters that leave nothing: exit 0 even with --exit-code.
+    assert cli("diff", "--exit-code", "--change", "granted", "--workspace", "nowhere") == EXIT_OK
+    assert cli("diff", "--change", "promoted") == EXIT_USAGE
+    assert "not a kind of change" in cli.stderr
