@@ -155,6 +155,15 @@ def build_parser() -> argparse.ArgumentParser:
     _at_argument(person)
     _format_argument(person)
 
+    copy = commands.add_parser(
+        "backup", help="a consistent copy of the database, safe while a snapshot runs",
+        description="Copy the database to TARGET with SQLite's online backup: the copy is one "
+        "consistent moment of the database, even while a snapshot writes to it. TARGET must "
+        "not exist.",
+    )
+    _db_argument(copy)
+    copy.add_argument("target", type=Path, metavar="TARGET")
+
     cover = commands.add_parser(
         "coverage", help="how far explicit grants have been observed, per workspace and kind",
         description="Per workspace and per-object scope kind (explicit user and group grants of "
@@ -220,7 +229,7 @@ def _verbosity(parser: argparse.ArgumentParser) -> None:
 
 def _configure_logging(args: argparse.Namespace) -> None:
     # The demo tells its own story; its per-scope lines are there with -v.
-    quiet = ("demo", "diff", "snapshots", "who-can-access", "access", "coverage")
+    quiet = ("demo", "diff", "snapshots", "who-can-access", "access", "coverage", "backup")
     level = logging.WARNING if args.command in quiet else logging.INFO
     if getattr(args, "verbose", False):
         level = logging.DEBUG if args.command == "snapshot" else logging.INFO
@@ -242,6 +251,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "who-can-access": command_who_can_access,
         "access": command_access,
         "coverage": command_coverage,
+        "backup": command_backup,
         "demo": command_demo,
         "simulate": command_simulate,
     }[args.command]
@@ -346,6 +356,14 @@ def command_access(args: argparse.Namespace) -> int:
 
     report = asyncio.run(load_access(args.db, args.user, args.at))
     print_report(report, fmt=args.format, what="user")
+    return EXIT_OK
+
+
+def command_backup(args: argparse.Namespace) -> int:
+    from exporter.store.database import backup_database
+
+    pages = backup_database(args.db, args.target)
+    print(f"copied {args.db} to {args.target} ({pages} pages, checked)")
     return EXIT_OK
 
 

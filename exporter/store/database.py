@@ -204,6 +204,28 @@ async def open_database(path: Path, *, create: bool = True) -> AsyncEngine:
     return engine
 
 
+def backup_database(path: Path, target: Path) -> int:
+    """Copy ``path`` to ``target`` with SQLite's online backup: a consistent copy, safe while a
+    snapshot runs (it reads one moment of the database, as any reader does). The pages copied."""
+    check_database_path(path, create=False)
+    if target.exists():
+        raise DatabaseError(f"{target} exists; give backup a new file (nothing was written)")
+    if not target.parent.is_dir():
+        raise DatabaseError(f"the folder {target.parent} does not exist; create it first")
+    with (
+        contextlib.closing(sqlite3.connect(_read_only_uri(path), uri=True)) as source,
+        contextlib.closing(sqlite3.connect(target)) as copy,
+    ):
+        source.execute("PRAGMA busy_timeout=30000")
+        source.backup(copy)
+        (pages,) = copy.execute("PRAGMA page_count").fetchone()
+        (check,) = copy.execute("PRAGMA quick_check").fetchone()
+    if check != "ok":
+        target.unlink()
+        raise DatabaseError(f"the copy of {path} failed its check ({check}); nothing was kept")
+    return int(pages)
+
+
 def _try_lock(fd: int) -> bool:
     """Take an exclusive lock on an open file without waiting; False if another process holds
     it. The operating system releases it when the process dies. ``fcntl`` exists on Linux and

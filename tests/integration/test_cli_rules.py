@@ -338,3 +338,24 @@ def test_diff_filters_and_exit_code_for_alerts(cli: Cli, org: Org) -> None:
     assert cli("diff", "--exit-code", "--change", "granted", "--workspace", "nowhere") == EXIT_OK
     assert cli("diff", "--change", "promoted") == EXIT_USAGE
     assert "not a kind of change" in cli.stderr
+
+
+def test_a_backup_taken_while_a_snapshot_runs_is_consistent(
+    cli: Cli, simulator: ThreadedSimulator, tmp_path: Path
+) -> None:
+    assert cli("snapshot") == EXIT_OK
+    complete = cli.sql("SELECT * FROM access_at ORDER BY 1, 2, 3, 4, 5, 6, 7")
+    process = _slow_run_that_staged(cli, simulator)
+    try:
+        target = tmp_path / "copy.db"
+        assert cli("backup", str(target)) == EXIT_OK, cli.stderr
+        assert "checked" in cli.stdout
+    finally:
+        process.kill()
+        process.wait(30)
+        if process.stderr is not None:
+            process.stderr.close()
+    copy = Cli(target)
+    assert copy.sql("SELECT * FROM access_at ORDER BY 1, 2, 3, 4, 5, 6, 7") == complete
+    assert copy("diff") == EXIT_OK and copy("snapshots") == EXIT_OK
+    assert cli("backup", str(target)) == EXIT_USAGE and "exists" in cli.stderr
