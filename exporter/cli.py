@@ -20,10 +20,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import logging
 import os
 import sys
 from collections.abc import Sequence
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -224,7 +226,24 @@ def _format_argument(parser: argparse.ArgumentParser) -> None:
 def _verbosity(parser: argparse.ArgumentParser) -> None:
     group = parser.add_mutually_exclusive_group()
     group.add_argument("-v", "--verbose", action="store_true", help="log every request")
-    group.add_argument("-q", "--quiet", action="store_true", help="log warnings and errors only")
+    group.add_argument("-q", "--quiet", action="store_true",
+                       help="log warnings and errors only (the summary is still printed): for cron")
+    parser.add_argument("--log-format", choices=("text", "json"), default="text",
+                        help="one line per event on stderr: text (default) or a JSON object "
+                        "(time, level, logger, message) for log collectors")
+
+
+class JsonLines(logging.Formatter):
+    """One JSON object per event: what log collectors read."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        event = {
+            "time": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        return json.dumps(event, ensure_ascii=False)
 
 
 def _configure_logging(args: argparse.Namespace) -> None:
@@ -235,8 +254,13 @@ def _configure_logging(args: argparse.Namespace) -> None:
         level = logging.DEBUG if args.command == "snapshot" else logging.INFO
     elif getattr(args, "quiet", False):
         level = logging.WARNING
-    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(message)s",
-                        datefmt="%H:%M:%S", stream=sys.stderr, force=True)
+    handler = logging.StreamHandler(sys.stderr)
+    if getattr(args, "log_format", "text") == "json":
+        handler.setFormatter(JsonLines())
+    else:
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s",
+                                               datefmt="%H:%M:%S"))
+    logging.basicConfig(level=level, handlers=[handler], force=True)
     for noisy in ("aiohttp", "alembic"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import signal
 import sqlite3
@@ -359,3 +360,12 @@ def test_a_backup_taken_while_a_snapshot_runs_is_consistent(
     assert copy.sql("SELECT * FROM access_at ORDER BY 1, 2, 3, 4, 5, 6, 7") == complete
     assert copy("diff") == EXIT_OK and copy("snapshots") == EXIT_OK
     assert cli("backup", str(target)) == EXIT_USAGE and "exists" in cli.stderr
+
+
+def test_log_lines_for_collectors_and_quiet_for_cron(cli: Cli) -> None:
+    assert cli("snapshot", "--log-format", "json") == EXIT_OK
+    events = [json.loads(line) for line in cli.stderr.splitlines()]
+    assert events and {"time", "level", "logger", "message"} == set(events[0])
+    assert any(e["message"].startswith("plan: ") for e in events)
+    assert cli("snapshot", "-q") == EXIT_OK
+    assert cli.stderr == "" and cli.stdout.startswith("snapshot 2 complete")
