@@ -71,29 +71,21 @@ def build_parser() -> argparse.ArgumentParser:
     snap = commands.add_parser(
         "snapshot", help="take one snapshot of every workspace the credential can see",
         description="Take one snapshot: read every workspace (or those named), record what was "
-        "observed, and merge it into the database in one transaction. Credentials come from the "
-        "environment: BITBUCKET_EMAIL + BITBUCKET_API_TOKEN (HTTP Basic) or "
-        "BITBUCKET_ACCESS_TOKEN (Bearer); BITBUCKET_API_URL overrides the API origin.",
+        "observed, and merge it into the database in one transaction. Settings come from the "
+        "flags, then the environment (BITBUCKET_EMAIL + BITBUCKET_API_TOKEN or "
+        "BITBUCKET_API_TOKEN_FILE for HTTP Basic, BITBUCKET_ACCESS_TOKEN for Bearer, "
+        "BITBUCKET_API_URL, BBACCESS_DB), then bbaccess.toml; 'bbaccess config' shows them.",
     )
-    _db_argument(snap)
-    snap.add_argument("--workspace", action="append", default=[], metavar="SLUG",
-                      help="read only this workspace (repeatable); default: every workspace "
-                      "listed by /2.0/user/workspaces")
-    snap.add_argument("--concurrency", type=int, default=8, metavar="N",
-                      help="requests in flight at once (default 8)")
-    snap.add_argument("--rate", default="900/h", metavar="N/UNIT",
-                      help="client-side request budget, a rolling window: 900/h (default; "
-                      "Bitbucket allows about 1,000 an hour), 100/10m, 5/s")
-    snap.add_argument("--timeout", type=float, default=60.0, metavar="SECONDS",
-                      help="give up on one request after this long, then retry (default 60)")
-    snap.add_argument("--max-requests", type=int, metavar="N",
-                      help="the night's cap on requests: the workspace-wide listings are always "
-                      "read whole, then explicit grants in priority order until the cap; the "
-                      "rest are skipped and come first next night (default: no cap)")
-    snap.add_argument("--deadline", metavar="DURATION",
-                      help="start no explicit-grant scope after this long: 6h (default), 90m, "
-                      "1h30m, or 'none'")
+    _run_options(snap)
     _verbosity(snap)
+
+    config = commands.add_parser(
+        "config", help="the settings a snapshot would use, and where each comes from",
+        description="Print the effective configuration of 'bbaccess snapshot' with the same "
+        "flags: every setting, its value (secrets hidden) and where it came from (a flag, the "
+        "environment, the configuration file or the default). Reads no network, writes nothing.",
+    )
+    _run_options(config)
 
     runs = commands.add_parser("snapshots", help="list the runs with their status and counts",
                                description="List every snapshot: status, start, duration, "
@@ -206,6 +198,39 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _run_options(parser: argparse.ArgumentParser) -> None:
+    """The settings of a run; each defaults to the environment, then bbaccess.toml."""
+    parser.add_argument("--config", type=Path, metavar="PATH",
+                        help="the configuration file (default: $BBACCESS_CONFIG, else "
+                        "~/.config/bbaccess/bbaccess.toml if it exists)")
+    parser.add_argument("--db", type=Path, metavar="PATH",
+                        help="the SQLite database (or BBACCESS_DB, or db in bbaccess.toml)")
+    parser.add_argument("--workspace", action="append", default=[], metavar="SLUG",
+                        help="read only this workspace (repeatable); default: every workspace "
+                        "listed by /2.0/user/workspaces")
+    parser.add_argument("--concurrency", type=int, metavar="N",
+                        help="requests in flight at once (default 8)")
+    parser.add_argument("--rate", metavar="N/UNIT",
+                        help="client-side request budget of each credential, a rolling window: "
+                        "900/h (default; Bitbucket allows about 1,000 an hour), 100/10m, 5/s")
+    parser.add_argument("--timeout", type=float, metavar="SECONDS",
+                        help="give up on one request after this long, then retry (default 60)")
+    parser.add_argument("--max-requests", type=int, metavar="N",
+                        help="each credential's cap on requests for the night: the "
+                        "workspace-wide listings are always read whole, then explicit grants in "
+                        "priority order until the cap; the rest are skipped and come first next "
+                        "night (default: no cap)")
+    parser.add_argument("--deadline", metavar="DURATION",
+                        help="start no explicit-grant scope after this long: 6h (default), 90m, "
+                        "1h30m, or 'none'")
+
+
+def run_flags(args: argparse.Namespace) -> dict[str, Any]:
+    return {"db": args.db, "workspaces": tuple(args.workspace), "concurrency": args.concurrency,
+            "timeout": args.timeout, "rate": args.rate, "max_requests": args.max_requests,
+            "deadline": args.deadline}  # fmt: skip
+
+
 def _db_argument(parser: argparse.ArgumentParser, default: str | None = None) -> None:
     parser.add_argument("--db", type=Path, required=default is None,
                         default=None if default is None else Path(default), metavar="PATH",
@@ -248,7 +273,8 @@ class JsonLines(logging.Formatter):
 
 def _configure_logging(args: argparse.Namespace) -> None:
     # The demo tells its own story; its per-scope lines are there with -v.
-    quiet = ("demo", "diff", "snapshots", "who-can-access", "access", "coverage", "backup")
+    quiet = ("demo", "diff", "snapshots", "who-can-access", "access", "coverage", "backup",
+             "config")
     level = logging.WARNING if args.command in quiet else logging.INFO
     if getattr(args, "verbose", False):
         level = logging.DEBUG if args.command == "snapshot" else logging.INFO
@@ -270,6 +296,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     _configure_logging(args)
     handler = {
         "snapshot": command_snapshot,
+        "config": command_config,
         "snapshots": command_snapshots,
         "diff": command_diff,
         "who-can-access": command_who_can_access,
@@ -310,14 +337,23 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def command_snapshot(args: argparse.Namespace) -> int:
     from exporter.cli_output import report_run
-    from exporter.config import settings_from_env
+    from exporter.config import load_settings
     from exporter.export import run_snapshot
 
-    settings = settings_from_env(db_path=args.db, workspaces=tuple(args.workspace),
-                                 concurrency=args.concurrency, timeout=args.timeout,
-                                 rate=args.rate, max_requests=args.max_requests,
-                                 deadline=args.deadline)
+    settings, _ = load_settings(flags=run_flags(args), config_path=args.config)
     return report_run(asyncio.run(run_snapshot(settings)))
+
+
+def command_config(args: argparse.Namespace) -> int:
+    from exporter.config import load_settings
+
+    _, sources = load_settings(flags=run_flags(args), config_path=args.config)
+    rows = [("setting", "value", "from")]
+    rows += [(key, source.value, source.origin) for key, source in sources.items()]
+    widths = [max(len(row[i]) for row in rows) for i in (0, 1)]
+    for key, value, origin in rows:  # not cut: paths and credentials are read whole
+        print(f"{key.ljust(widths[0])}  {value.ljust(widths[1])}  {origin}")
+    return EXIT_OK
 
 
 def command_snapshots(args: argparse.Namespace) -> int:

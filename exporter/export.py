@@ -21,7 +21,7 @@ from typing import Any
 import aiohttp
 
 from exporter import __version__
-from exporter.bitbucket import BitbucketClient, RateBudget
+from exporter.bitbucket import Auth, BitbucketClient, RateBudget
 from exporter.config import Settings
 from exporter.crawl.fetchers import fetch_workspace, list_workspaces
 from exporter.crawl.plan import (
@@ -30,6 +30,8 @@ from exporter.crawl.plan import (
     NightPlan,
     ScopeHistory,
     in_priority_order,
+    night_line,
+    per_object_line,
     plan_night,
 )
 from exporter.crawl.records import (
@@ -41,9 +43,10 @@ from exporter.crawl.records import (
     ScopeTarget,
     WorkspaceRef,
 )
-from exporter.crawl.scopes import WORKSPACE_WIDE, ScopeSpec, per_object_kinds
+from exporter.crawl.scopes import WORKSPACE_WIDE, per_object_kinds
 from exporter.errors import ExporterError, ForbiddenError, ScopeError, UnsafeUrlError
-from exporter.progress import Plan, duration, show_progress
+from exporter.progress import Plan, show_progress
+from exporter.ration import Rationer, Reader
 from exporter.store.database import RunLock, check_database_path, open_database
 from exporter.store.queries import (
     KnownObject,
@@ -58,8 +61,8 @@ from exporter.store.writer import RunCounters, SnapshotSummary, SnapshotWriter
 log = logging.getLogger(__name__)
 
 Pages = AsyncIterator[Sequence[Record]]
-#: Per-object scopes registered per transaction.
-REGISTER_BATCH = 500
+#: Each credential's reader: None for the default credential, else the workspace slug.
+Readers = dict[str | None, Reader]
 
 
 @dataclass(frozen=True)
@@ -135,10 +138,6 @@ async def observe_scope(
     return ScopeReport(scope.label, outcome, rows, detail)
 
 
-def _reader(spec: ScopeSpec, client: BitbucketClient, target: ScopeTarget) -> Callable[[], Pages]:
-    return lambda: spec.pages(client, target)
-
-
 def _listed_pages(
     read: Callable[[], Pages], ws: WorkspaceRef, listed: list[KnownObject]
 ) -> Callable[[], Pages]:
@@ -157,24 +156,35 @@ def _listed_pages(
 
 
 async def discover(
-    client: BitbucketClient, settings: Settings
+    readers: Readers, settings: Settings
 ) -> tuple[list[tuple[WorkspaceRef, ObjectRecord | None]], list[str]]:
-    """The workspaces to read: those named on the command line, or every one the credential sees."""
-    if not settings.workspaces:
-        return [(ws, None) for ws in await list_workspaces(client)], []
+    """The workspaces to read: those named (on the command line or in the configuration), else
+    every one the default credential sees, and every workspace that has a credential of its own."""
+    default = readers.get(None)
     found: dict[str, tuple[WorkspaceRef, ObjectRecord | None]] = {}
     unreachable: list[str] = []
-    for slug in settings.workspaces:
+    if not settings.workspaces and default is not None:
+        for ws in await list_workspaces(default.client):
+            found[ws.uuid] = (ws, None)
+    named = settings.workspaces or tuple(s for s in readers if s is not None)
+    listed = {ws.slug for ws, _ in found.values()}
+    for slug in named:
+        if slug in listed and slug not in readers:
+            continue
+        reader = readers.get(slug) or default
+        assert reader is not None  # load_settings names a workspace for every credential
         try:
-            record = await fetch_workspace(client, slug)
+            record = await fetch_workspace(reader.client, slug)
         except ForbiddenError as error:
-            unreachable.append(f"workspace {slug!r} is not visible to this credential ({error})")
+            unreachable.append(f"workspace {slug!r} is not visible to {reader.name} ({error})")
             continue
         except (ScopeError, UnsafeUrlError) as error:
             unreachable.append(f"workspace {slug!r} could not be read ({error})")
             continue
         # The same workspace named twice (by slug and by {uuid}) is read once.
-        found.setdefault(record.uuid, (WorkspaceRef(record.uuid, record.slug), record))
+        ref = WorkspaceRef(record.uuid, record.slug)
+        found = {u: w for u, w in found.items() if w[0].slug != record.slug}
+        found.setdefault(record.uuid, (ref, record))
     return list(found.values()), unreachable
 
 
@@ -195,14 +205,15 @@ async def observe_vanished(
     return reports
 
 
-def counters_of(client: BitbucketClient) -> RunCounters:
-    stats = client.stats
+def counters_of(readers: Readers) -> RunCounters:
+    """What every credential's client counted, added up."""
+    stats = [reader.client.stats for reader in readers.values()]
     return RunCounters(
-        requests=stats.requests,
-        retries=stats.retries,
-        throttled=stats.throttled,
-        wait_seconds=stats.budget_wait_seconds,
-        backoff_seconds=stats.seconds_slept,
+        requests=sum(s.requests for s in stats),
+        retries=sum(s.retries for s in stats),
+        throttled=sum(s.throttled for s in stats),
+        wait_seconds=sum(s.budget_wait_seconds for s in stats),
+        backoff_seconds=sum(s.seconds_slept for s in stats),
     )
 
 
@@ -210,25 +221,26 @@ class Run:
     """One run's observing: the workspace-wide listings, then the per-object scopes."""
 
     def __init__(
-        self,
-        client: BitbucketClient,
-        writer: SnapshotWriter,
-        settings: Settings,
-        knowledge: Knowledge,
-        budget: RateBudget,
+        self, readers: Readers, writer: SnapshotWriter, settings: Settings, knowledge: Knowledge
     ) -> None:
-        self.client, self.writer, self.settings = client, writer, settings
-        self.knowledge, self.budget = knowledge, budget
+        self.readers, self.writer, self.settings = readers, writer, settings
+        self.knowledge = knowledge
         self.night = NightBudget(settings.rate, settings.max_requests, settings.deadline)
-        self.started = budget.now()
         self.listed = Listed()
         self.finished: list[ScopeReport] = []
         self.plan: NightPlan | None = None
+        self.skipped = 0
+
+    def reader_for(self, ws: WorkspaceRef) -> Reader:
+        """A workspace with a credential of its own is read with that credential only."""
+        reader = self.readers.get(ws.slug) or self.readers.get(None)
+        assert reader is not None
+        return reader
 
     async def observe_all(self) -> tuple[list[ScopeReport], list[str]]:
-        workspaces, unreachable = await discover(self.client, self.settings)
+        workspaces, unreachable = await discover(self.readers, self.settings)
         vanished: list[ScopeReport] = []
-        if not self.settings.workspaces and self.knowledge.workspaces:
+        if not self.settings.workspaces and None in self.readers and self.knowledge.workspaces:
             seen = {ws.uuid for ws, _ in workspaces}
             vanished = await observe_vanished(self.writer, self.knowledge.workspaces, seen)
         log.info(
@@ -248,8 +260,9 @@ class Run:
         target = ScopeTarget.of_workspace(ws, record)
         listed = self.listed.objects.setdefault(ws.uuid, [])
         jobs = []
+        reader = self.reader_for(ws)
         for spec in WORKSPACE_WIDE:
-            read = _reader(spec, self.client, target)
+            read = reader.pages(spec, target)
             if spec.kind in (ScopeKind.REPOSITORIES, ScopeKind.PROJECTS):
                 read = _listed_pages(read, ws, listed)
             job = observe_scope(self.writer, spec.ref(target), read)
@@ -307,8 +320,8 @@ class Run:
         return [task.result() for task in tasks]
 
     def _counts(self) -> tuple[int, int, float]:
-        stats = self.client.stats
-        return stats.requests, len(self.finished), stats.budget_wait_seconds
+        counters = counters_of(self.readers)
+        return counters.requests, len(self.finished), counters.wait_seconds
 
     def candidates(self, workspaces: list[WorkspaceRef]) -> list[Candidate]:
         """Per-object scopes of every repository and project of the workspaces read: as tonight's
@@ -337,89 +350,53 @@ class Run:
         return in_priority_order(found)
 
     async def observe_per_object(self, workspaces: list[WorkspaceRef]) -> list[ScopeReport]:
-        ordered = self.candidates(workspaces)
-        done = self.client.stats.requests
-        self.plan = plan_night(
-            workspace_requests=done,
-            per_object=len(ordered),
-            never_observed=sum(c.never_observed for c in ordered),
-            budget=self.night,
-        )
-        log.info("%s", per_object_line(self.plan, self.night))
-        if not ordered:
+        """Each credential's per-object scopes, in the planner's order, within its night."""
+        by_reader: dict[str, tuple[Reader, list[Candidate]]] = {}
+        slugs = {ws.uuid: ws for ws in workspaces}
+        for candidate in self.candidates(workspaces):
+            reader = self.reader_for(slugs[candidate.target.workspace.uuid])
+            by_reader.setdefault(reader.name, (reader, []))[1].append(candidate)
+        if not by_reader:
+            self.plan = plan_night(workspace_requests=counters_of(self.readers).requests,
+                                   per_object=0, never_observed=0, budget=self.night)
             return []
-        progress = Plan(len(self.finished) + len(ordered), done + self.plan.tonight,
-                        "the plan", rate=self.settings.rate)  # fmt: skip
+        before = len(self.finished)
+        reports: list[ScopeReport] = []
+
+        async def observe(scope: ScopeRef, read: Callable[[], Pages], scope_id: int) -> None:
+            report = await observe_scope(self.writer, scope, read, scope_id=scope_id)
+            reports.append(report)
+            self.finished.append(report)
+
+        total = sum(len(c) for _, c in by_reader.values())
+        progress = Plan(before + total, counters_of(self.readers).requests + total, "the plan",
+                        rate=self.settings.rate)  # fmt: skip
         task = asyncio.create_task(
             show_progress(progress, self._counts, every=self.settings.progress_every)
         )
         try:
-            reports = await self._ration(ordered)
+            async with asyncio.TaskGroup() as group:
+                for reader, ordered in by_reader.values():
+                    plan = plan_night(
+                        workspace_requests=reader.client.stats.requests,
+                        per_object=len(ordered),
+                        never_observed=sum(c.never_observed for c in ordered),
+                        budget=self.night,
+                    )
+                    self.plan = self.plan or plan
+                    who = "" if len(by_reader) == 1 else f" ({reader.name})"
+                    log.info("%s%s", per_object_line(plan, self.night), who)
+                    rationer = Rationer(reader, self.writer, self.night,
+                                        concurrency=self.settings.concurrency, observe=observe)
+                    group.create_task(rationer.run(ordered))
+        except ExceptionGroup as failure:
+            raise _first_exporter_error(failure) from None
         finally:
             task.cancel()
             await asyncio.gather(task, return_exceptions=True)
-        self.skipped = len(ordered) - len(reports)
+        self.skipped = total - len(reports)
         if self.skipped:
             log.info("%d per-object scopes left for a later night", self.skipped)
-        return reports
-
-    skipped = 0
-
-    def _stop_reason(self, in_flight: int) -> str | None:
-        cap = self.night.max_requests
-        if cap is not None and self.client.stats.requests + in_flight >= cap:
-            return "max-requests"
-        deadline = self.night.deadline
-        if deadline is not None and self.budget.next_start(in_flight) - self.started >= deadline:
-            return "deadline"
-        return None
-
-    async def _ration(self, ordered: list[Candidate]) -> list[ScopeReport]:
-        """Observe ``ordered`` in order, at most twice the concurrency at once, until the request
-        cap or the deadline; a cap reached only by scopes still in flight is checked again once
-        they finish (a scope counts one request before it has made it)."""
-        slots = 2 * self.settings.concurrency
-        changed = asyncio.Condition()
-        in_flight = 0
-        reports: list[ScopeReport] = []
-
-        async def observe(candidate: Candidate, scope_id: int) -> None:
-            nonlocal in_flight
-            try:
-                scope = candidate.spec.ref(candidate.target)
-                read = _reader(candidate.spec, self.client, candidate.target)
-                report = await observe_scope(self.writer, scope, read, scope_id=scope_id)
-                reports.append(report)
-                self.finished.append(report)
-            finally:
-                async with changed:
-                    in_flight -= 1
-                    changed.notify_all()
-
-        try:
-            async with asyncio.TaskGroup() as group:
-                ids: list[int] = []
-                for index, candidate in enumerate(ordered):
-                    async with changed:
-                        while True:
-                            reason = self._stop_reason(in_flight)
-                            if in_flight < slots and reason is None:
-                                break
-                            if reason is not None and in_flight == 0:
-                                break
-                            await changed.wait()
-                    if reason is not None:
-                        log.info("stopping per-object scopes at the %s", reason)
-                        break
-                    if index % REGISTER_BATCH == 0:
-                        batch = ordered[index : index + REGISTER_BATCH]
-                        ids = await self.writer.scope_ids(
-                            [c.spec.ref(c.target) for c in batch]
-                        )
-                    in_flight += 1
-                    group.create_task(observe(candidate, ids[index % REGISTER_BATCH]))
-        except ExceptionGroup as failure:
-            raise _first_exporter_error(failure) from None
         return reports
 
 
@@ -432,43 +409,6 @@ def expected_requests(listings: int, knowledge: Knowledge) -> tuple[int, str]:
     if previous is not None and previous[1] > 0:
         return previous[1], f"as snapshot {previous[0]}"
     return listings + 1, "one page per listing; more for large listings"
-
-
-def _nights(plan: NightPlan) -> str:
-    if plan.nights_to_cover is None:
-        return "never at this budget: raise --max-requests or --deadline"
-    return f"{plan.nights_to_cover} night(s)"
-
-
-def night_line(plan: NightPlan, night: NightBudget, basis: str, *, first: bool) -> str:
-    """The plan line printed before the run."""
-    limit, window = night.rate
-    per_object = (
-        "explicit grants of each repository and project: counted once the listings are read"
-        if first
-        else f"then {plan.tonight} of {plan.per_object} per-object scopes "
-        f"({plan.never_observed} never observed); full explicit-grant coverage in "
-        f"{_nights(plan)}"
-    )
-    return (
-        f"plan: about {plan.workspace_requests} requests for the workspace-wide listings "
-        f"({basis}), {per_object}; about {plan.requests} requests tonight, at {limit} per "
-        f"{duration(window)} at least {duration(night.seconds_for(plan.requests))}"
-    )
-
-
-def per_object_line(plan: NightPlan, night: NightBudget) -> str:
-    """The plan of the per-object scopes, once the workspace-wide listings are read."""
-    limits = []
-    if night.max_requests is not None:
-        limits.append(f"--max-requests {night.max_requests}")
-    if night.deadline is not None:
-        limits.append(f"--deadline {duration(night.deadline)}")
-    return (
-        f"per-object scopes: {plan.per_object} ({plan.never_observed} never observed); "
-        f"{plan.tonight} fit tonight after {plan.workspace_requests} requests "
-        f"({', '.join(limits) or 'no limit'}); full explicit-grant coverage in {_nights(plan)}"
-    )
 
 
 def _first_exporter_error(group: BaseExceptionGroup[BaseException]) -> BaseException:
@@ -503,6 +443,31 @@ async def load_knowledge(writer_engine: Any) -> Knowledge:
         )
 
 
+def make_readers(
+    session: aiohttp.ClientSession,
+    settings: Settings,
+    *,
+    sleep: Callable[[float], Awaitable[None]],
+    clock: Callable[[], float],
+) -> Readers:
+    """A client and a rate budget for each credential: the default one (key None) and each
+    workspace's own."""
+    credentials: dict[str | None, Auth] = {}
+    credentials.update(settings.workspace_auth.items())
+    if settings.auth is not None:
+        credentials[None] = settings.auth
+    readers: Readers = {}
+    for key, auth in credentials.items():
+        budget = RateBudget(*settings.rate, clock=clock, sleep=sleep)
+        client = BitbucketClient(
+            session, base_url=settings.api_url, auth=auth, concurrency=settings.concurrency,
+            retry=settings.retry, sleep=sleep, timeout=settings.timeout, budget=budget,
+        )  # fmt: skip
+        name = "the default credential" if key is None else f"workspace {key}"
+        readers[key] = Reader(name, client, budget, budget.now())
+    return readers
+
+
 async def run_snapshot(
     settings: Settings,
     *,
@@ -520,33 +485,24 @@ async def run_snapshot(
             writer = SnapshotWriter(engine, tool_version=__version__)
             knowledge = await load_knowledge(engine)
             snapshot_id = await writer.begin()
-            log.info(
-                "snapshot %d started against %s as %s",
-                snapshot_id,
-                settings.api_url,
-                settings.auth.describe(),
-            )
             async with aiohttp.ClientSession() as session:
-                budget = RateBudget(*settings.rate, clock=clock, sleep=sleep)
-                client = BitbucketClient(
-                    session,
-                    base_url=settings.api_url,
-                    auth=settings.auth,
-                    concurrency=settings.concurrency,
-                    retry=settings.retry,
-                    sleep=sleep,
-                    timeout=settings.timeout,
-                    budget=budget,
+                readers = make_readers(session, settings, sleep=sleep, clock=clock)
+                who = [f"{r.client.auth_description} for {r.name}" for r in readers.values()]
+                log.info(
+                    "snapshot %d started against %s as %s",
+                    snapshot_id,
+                    settings.api_url,
+                    "; ".join(who),
                 )
-                run = Run(client, writer, settings, knowledge, budget)
+                run = Run(readers, writer, settings, knowledge)
                 try:
                     scopes, unreachable = await run.observe_all()
                 except BaseException as error:
                     status = "failed" if isinstance(error, ExporterError) else "aborted"
-                    failing = writer.fail(_why(error), counters_of(client), status=status)
+                    failing = writer.fail(_why(error), counters_of(readers), status=status)
                     await asyncio.shield(failing)
                     raise
-                counters = counters_of(client)
+                counters = counters_of(readers)
             summary = await writer.complete(counters, skipped=run.skipped)
         finally:
             await engine.dispose()

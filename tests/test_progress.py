@@ -8,8 +8,8 @@ import logging
 
 import pytest
 
-from exporter.crawl.plan import NightBudget, plan_night
-from exporter.export import Knowledge, expected_requests, night_line, per_object_line
+from exporter.crawl.plan import NightBudget, night_line, per_object_line, plan_night
+from exporter.export import Knowledge, expected_requests
 from exporter.progress import (
     Plan,
     budget_seconds,

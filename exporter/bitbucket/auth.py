@@ -16,13 +16,15 @@ class BasicAuth:
 
     email: str
     token: str = field(repr=False)
+    #: Where it was configured, for messages.
+    origin: str = field(default="BITBUCKET_EMAIL + BITBUCKET_API_TOKEN", compare=False)
 
     def header(self) -> str:
         raw = f"{self.email}:{self.token}".encode()
         return "Basic " + base64.b64encode(raw).decode("ascii")
 
     def describe(self) -> str:
-        return f"HTTP Basic as {self.email} (BITBUCKET_EMAIL + BITBUCKET_API_TOKEN)"
+        return f"HTTP Basic as {self.email} ({self.origin})"
 
 
 @dataclass(frozen=True)
@@ -30,12 +32,13 @@ class BearerAuth:
     """An OAuth 2.0 access token sent as ``Authorization: Bearer``."""
 
     token: str = field(repr=False)
+    origin: str = field(default="BITBUCKET_ACCESS_TOKEN", compare=False)
 
     def header(self) -> str:
         return f"Bearer {self.token}"
 
     def describe(self) -> str:
-        return "Bearer token (BITBUCKET_ACCESS_TOKEN)"
+        return f"Bearer token ({self.origin})"
 
 
 Auth = BasicAuth | BearerAuth

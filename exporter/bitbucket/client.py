@@ -89,6 +89,11 @@ class BitbucketClient:
     def base_url(self) -> str:
         return str(self._base)
 
+    @property
+    def auth_description(self) -> str:
+        """How the client authenticates, without the secret."""
+        return self._auth.describe()
+
     def __repr__(self) -> str:
         return f"BitbucketClient(base_url={self.base_url!r}, auth={self._auth.describe()!r})"
 

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from exporter.bitbucket.budget import requests_startable, start_offset
 from exporter.crawl.records import ScopeTarget
 from exporter.crawl.scopes import ScopeSpec
+from exporter.progress import duration
 
 #: A nightly run stops starting per-object scopes after this long, so that it never runs into
 #: the next night.
@@ -103,3 +104,40 @@ def plan_night(
     tonight = min(per_object, room)
     nights = 0 if per_object == 0 else math.ceil(per_object / room) if room else None
     return NightPlan(workspace_requests, per_object, never_observed, tonight, nights)
+
+
+def _nights(plan: NightPlan) -> str:
+    if plan.nights_to_cover is None:
+        return "never at this budget: raise --max-requests or --deadline"
+    return f"{plan.nights_to_cover} night(s)"
+
+
+def night_line(plan: NightPlan, night: NightBudget, basis: str, *, first: bool) -> str:
+    """The plan line printed before the run."""
+    limit, window = night.rate
+    per_object = (
+        "explicit grants of each repository and project: counted once the listings are read"
+        if first
+        else f"then {plan.tonight} of {plan.per_object} per-object scopes "
+        f"({plan.never_observed} never observed); full explicit-grant coverage in "
+        f"{_nights(plan)}"
+    )
+    return (
+        f"plan: about {plan.workspace_requests} requests for the workspace-wide listings "
+        f"({basis}), {per_object}; about {plan.requests} requests tonight, at {limit} per "
+        f"{duration(window)} at least {duration(night.seconds_for(plan.requests))}"
+    )
+
+
+def per_object_line(plan: NightPlan, night: NightBudget) -> str:
+    """The plan of the per-object scopes, once the workspace-wide listings are read."""
+    limits = []
+    if night.max_requests is not None:
+        limits.append(f"--max-requests {night.max_requests}")
+    if night.deadline is not None:
+        limits.append(f"--deadline {duration(night.deadline)}")
+    return (
+        f"per-object scopes: {plan.per_object} ({plan.never_observed} never observed); "
+        f"{plan.tonight} fit tonight after {plan.workspace_requests} requests "
+        f"({', '.join(limits) or 'no limit'}); full explicit-grant coverage in {_nights(plan)}"
+    )
