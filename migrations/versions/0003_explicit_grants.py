@@ -9,9 +9,9 @@
 - ``stage_users.scope_id``: names staged by a failed scope are dropped with it.
 - Views: sources from ``scopes.source``; a permission outside the known order (``none``) is
   ``changed``, never raised or lowered; group membership changes are ``added to group`` and
-  ``removed from group``; group subjects are named by label. New: ``current_explicit_grants``,
-  ``current_group_members``, ``current_groups`` and ``current_access_sources`` (who can reach
-  each repository, and through what).
+  ``removed from group``; group subjects are named by label (``acme/devs``) in every view.
+  New: ``current_explicit_grants``, ``current_group_members``, ``current_groups`` and
+  ``current_access_sources`` (who can reach each repository, and through what).
 
 The views' SQL is written out in full so that this revision never changes.
 
@@ -306,7 +306,7 @@ SELECT c.b, (SELECT sn.finished_at FROM snapshots sn WHERE sn.id = c.b), c.a,
        g.object_type,
        coalesce(l.label, g.object_uuid) AS object_name,
        g.subject_type,
-       coalesce(u.display_name, g.subject_uuid) AS subject_name,
+       coalesce(u.display_name, sl.label, g.subject_uuid) AS subject_name,
        g.permission,
        s.source AS source,
        (SELECT max(x.snapshot_id) FROM observations x
@@ -321,6 +321,7 @@ SELECT c.b, (SELECT sn.finished_at FROM snapshots sn WHERE sn.id = c.b), c.a,
   LEFT JOIN object_labels l ON l.uuid = g.object_uuid
   LEFT JOIN object_labels w ON w.uuid = s.workspace_uuid
   LEFT JOIN users u ON u.uuid = g.subject_uuid
+  LEFT JOIN object_labels sl ON g.subject_type = 'group' AND sl.uuid = g.subject_uuid
  WHERE sn.status = 'complete'""",
     ),
     (
@@ -329,7 +330,7 @@ SELECT c.b, (SELECT sn.finished_at FROM snapshots sn WHERE sn.id = c.b), c.a,
        g.object_type,
        coalesce(l.label, g.object_uuid) AS object_name,
        g.subject_type,
-       coalesce(u.display_name, g.subject_uuid) AS subject_name,
+       coalesce(u.display_name, sl.label, g.subject_uuid) AS subject_name,
        g.permission,
        s.source AS source,
        f.observed_in,
@@ -344,6 +345,7 @@ SELECT c.b, (SELECT sn.finished_at FROM snapshots sn WHERE sn.id = c.b), c.a,
   LEFT JOIN object_labels l ON l.uuid = g.object_uuid
   LEFT JOIN object_labels w ON w.uuid = s.workspace_uuid
   LEFT JOIN users u ON u.uuid = g.subject_uuid
+  LEFT JOIN object_labels sl ON g.subject_type = 'group' AND sl.uuid = g.subject_uuid
  WHERE g.valid_to IS NULL""",
     ),
     (
