@@ -87,6 +87,26 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _run_options(config)
 
+    check = commands.add_parser(
+        "check", help="can each credential read what a snapshot needs? (one request per kind)",
+        description="Verify each credential, and for each workspace a snapshot would read: the "
+        "credential's admin flag and which scope kinds it can read (one request per kind, no "
+        "more), then tonight's plan and how long it takes at --rate, from the sizes the "
+        "listings report. Writes nothing. Exit 0 when everything can be read, 4 when some kind "
+        "cannot, 3 when a credential is refused.",
+    )
+    _run_options(check)
+
+    get = commands.add_parser(
+        "get", help="a raw GET through bbaccess's client, for debugging what Bitbucket answers",
+        description="GET PATH (such as /2.0/workspaces/acme/permissions) with the configured "
+        "credential, pacing, same-origin rule and retries, and print the JSON answer. With "
+        "--paginate, follow every page and print all values as one JSON array.",
+    )
+    get.add_argument("path", metavar="PATH")
+    get.add_argument("--paginate", action="store_true", help="read every page; print the values")
+    get.add_argument("--config", type=Path, metavar="PATH", help="the configuration file")
+
     runs = commands.add_parser("snapshots", help="list the runs with their status and counts",
                                description="List every snapshot: status, start, duration, "
                                "requests, retries and scopes by outcome.")
@@ -274,7 +294,7 @@ class JsonLines(logging.Formatter):
 def _configure_logging(args: argparse.Namespace) -> None:
     # The demo tells its own story; its per-scope lines are there with -v.
     quiet = ("demo", "diff", "snapshots", "who-can-access", "access", "coverage", "backup",
-             "config")
+             "config", "check", "get")
     level = logging.WARNING if args.command in quiet else logging.INFO
     if getattr(args, "verbose", False):
         level = logging.DEBUG if args.command == "snapshot" else logging.INFO
@@ -297,6 +317,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     handler = {
         "snapshot": command_snapshot,
         "config": command_config,
+        "check": command_check,
+        "get": command_get,
         "snapshots": command_snapshots,
         "diff": command_diff,
         "who-can-access": command_who_can_access,
@@ -344,10 +366,22 @@ def command_snapshot(args: argparse.Namespace) -> int:
     return report_run(asyncio.run(run_snapshot(settings)))
 
 
+def command_check(args: argparse.Namespace) -> int:
+    from exporter.check_report import run_check
+
+    return asyncio.run(run_check(run_flags(args), args.config))
+
+
+def command_get(args: argparse.Namespace) -> int:
+    from exporter.check_report import run_get
+
+    return asyncio.run(run_get(args.path, paginate=args.paginate, config=args.config))
+
+
 def command_config(args: argparse.Namespace) -> int:
     from exporter.config import load_settings
 
-    _, sources = load_settings(flags=run_flags(args), config_path=args.config)
+    _, sources = load_settings(flags=run_flags(args), config_path=args.config, need_db=False)
     rows = [("setting", "value", "from")]
     rows += [(key, source.value, source.origin) for key, source in sources.items()]
     widths = [max(len(row[i]) for row in rows) for i in (0, 1)]

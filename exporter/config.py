@@ -344,9 +344,11 @@ def load_settings(
     flags: Mapping[str, Any],
     env: Mapping[str, str] | None = None,
     config_path: Path | None = None,
+    need_db: bool = True,
 ) -> tuple[Settings, dict[str, Source]]:
     """The settings of a run and where each came from. ``flags`` holds the command-line values
-    by key (None where a flag was not given); ``config_path`` None means the default location."""
+    by key (None where a flag was not given); ``config_path`` None means the default location.
+    Without ``need_db`` (commands that only talk to the API) a missing database is allowed."""
     env = os.environ if env is None else env
     path = config_path if config_path is not None else default_config_path(env)
     file = read_config_file(path) if path is not None else {}
@@ -354,11 +356,11 @@ def load_settings(
     _check_file_keys(file, name)
     pick = _Resolver(flags, env, file, name)
     db = pick.take("db", "--db", "BBACCESS_DB", None, _optional_path)
-    if db is None:
+    if db is None and need_db:
         raise ConfigError(f"no database: give --db PATH, BBACCESS_DB or db = ... in {name}")
     take = pick.take
     settings = Settings(
-        db_path=db,
+        db_path=db or Path(),
         api_url=take("api_url", "BITBUCKET_API_URL", "BITBUCKET_API_URL", DEFAULT_API_URL,
                      _api_url),
         auth=None,

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
+import json
 from pathlib import Path
 
 import pytest
 
-from exporter.cli_output import EXIT_GAPS, EXIT_OK
+from exporter.cli import main
+from exporter.cli_output import EXIT_AUTH, EXIT_FAILED, EXIT_GAPS, EXIT_OK
 from exporter.simulator import ADMIN_EMAIL, ADMIN_TOKEN, MEMBER_EMAIL, MEMBER_TOKEN, Org
 from tests.integration.conftest import Cli, ThreadedSimulator
 
@@ -68,3 +72,50 @@ def test_config_shows_every_setting_and_where_it_came_from(
     assert lines["timeout"].split()[1:] == ["60.0", "default"]
     assert f"credentials.{admin_ws}" in lines and ADMIN_EMAIL in lines[f"credentials.{admin_ws}"]
     assert MEMBER_TOKEN not in cli.stdout and ADMIN_TOKEN not in cli.stdout
+
+
+def test_check_proves_each_kind_with_one_request_and_writes_nothing(
+    cli: Cli, simulator: ThreadedSimulator, org: Org
+) -> None:
+    before = simulator.request_count
+    assert cli("check") == EXIT_OK, cli.stdout + cli.stderr
+    workspaces = len(org.workspaces)
+    # /2.0/user/workspaces, then one request for each of ten kinds in every workspace.
+    assert simulator.request_count - before == 1 + 10 * workspaces
+    assert not cli.db.exists()
+    assert cli.stdout.count(" ok ") + cli.stdout.count(" ok\n") >= 10 * workspaces
+    assert "administrator" in cli.stdout and "requests tonight" in cli.stdout
+
+
+def test_check_names_what_a_member_cannot_read(
+    cli: Cli, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("BITBUCKET_EMAIL", MEMBER_EMAIL)
+    monkeypatch.setenv("BITBUCKET_API_TOKEN", MEMBER_TOKEN)
+    assert cli("check") == EXIT_GAPS
+    assert "not an administrator" in cli.stdout
+    assert "repository_permissions   forbidden" in cli.stdout
+    monkeypatch.setenv("BITBUCKET_API_TOKEN", "expired-token")
+    assert cli("check") == EXIT_AUTH
+    assert "refused the credential" in cli.stdout and "expired-token" not in cli.stdout
+
+
+def get(*args: str) -> tuple[int, str, str]:
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        code = main(["get", *args])
+    return code, out.getvalue(), err.getvalue()
+
+
+def test_get_answers_raw_json_through_the_same_client(cli: Cli, org: Org) -> None:
+    slug = sorted(w.slug for w in org.workspaces.values())[0]
+    code, out, _ = get(f"/2.0/workspaces/{slug}")
+    assert code == EXIT_OK and json.loads(out)["slug"] == slug
+    code, out, _ = get(f"/2.0/repositories/{slug}", "--paginate")
+    repositories = org.workspace(slug)
+    assert code == EXIT_OK and repositories is not None
+    assert len(json.loads(out)) == len(repositories.repositories)
+    code, _, err = get("/2.0/workspaces")  # 410: removed by CHANGE-2770
+    assert code == EXIT_FAILED and "CHANGE-2770" in err
+    code, _, err = get("https://elsewhere.example/2.0/workspaces/acme")
+    assert code != EXIT_OK and "elsewhere.example" in err
