@@ -178,6 +178,20 @@ def build_parser() -> argparse.ArgumentParser:
     _db_argument(copy)
     copy.add_argument("target", type=Path, metavar="TARGET")
 
+    trim = commands.add_parser(
+        "prune", help="remove old snapshots, keeping every kept snapshot's answers exactly",
+        description="Remove snapshots but the newest, the last of each of the newest N days, "
+        "ISO weeks and months (UTC, by start); failed and aborted runs always go. Knowledge at "
+        "every kept snapshot and every diff between kept ones stay exactly what they were. Then "
+        "the space is reclaimed (VACUUM). Say at least one --keep-*.",
+    )
+    _db_argument(trim)
+    trim.add_argument("--keep-daily", type=int, metavar="N", help="the newest N days")
+    trim.add_argument("--keep-weekly", type=int, metavar="N", help="the newest N ISO weeks")
+    trim.add_argument("--keep-monthly", type=int, metavar="N", help="the newest N months")
+    trim.add_argument("--dry-run", action="store_true",
+                      help="say what would be removed; change nothing (read-only is enough)")
+
     cover = commands.add_parser(
         "coverage", help="how far explicit grants have been observed, per workspace and kind",
         description="Per workspace and per-object scope kind (explicit user and group grants of "
@@ -294,7 +308,7 @@ class JsonLines(logging.Formatter):
 def _configure_logging(args: argparse.Namespace) -> None:
     # The demo tells its own story; its per-scope lines are there with -v.
     quiet = ("demo", "diff", "snapshots", "who-can-access", "access", "coverage", "backup",
-             "config", "check", "get")
+             "config", "check", "get", "prune")
     level = logging.WARNING if args.command in quiet else logging.INFO
     if getattr(args, "verbose", False):
         level = logging.DEBUG if args.command == "snapshot" else logging.INFO
@@ -325,6 +339,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "access": command_access,
         "coverage": command_coverage,
         "backup": command_backup,
+        "prune": command_prune,
         "demo": command_demo,
         "simulate": command_simulate,
     }[args.command]
@@ -450,6 +465,49 @@ def command_access(args: argparse.Namespace) -> int:
 
     report = asyncio.run(load_access(args.db, args.user, args.at))
     print_report(report, fmt=args.format, what="user")
+    return EXIT_OK
+
+
+def command_prune(args: argparse.Namespace) -> int:
+    from exporter.store.database import RunLock, check_database_path, open_database
+    from exporter.store.prune import PruneReport, choose_kept, complete_snapshot_times, prune
+
+    counts = (args.keep_daily, args.keep_weekly, args.keep_monthly)
+    if all(n is None for n in counts):
+        raise ConfigError("say what to keep: --keep-daily N, --keep-weekly N and/or "
+                          "--keep-monthly N (prune never guesses)")
+    if any(n is not None and n < 0 for n in counts):
+        raise ConfigError("--keep-daily, --keep-weekly and --keep-monthly take 0 or more")
+    daily, weekly, monthly = (n or 0 for n in counts)
+    check_database_path(args.db, create=False)
+
+    async def run() -> PruneReport:
+        # A real prune writes: one at a time with snapshots (the run lock), on a writable engine.
+        engine = await open_database(args.db, create=args.dry_run is False)
+        try:
+            async with engine.connect() as conn:
+                keep = choose_kept(await complete_snapshot_times(conn), daily=daily,
+                                   weekly=weekly, monthly=monthly)  # fmt: skip
+                return await prune(conn, keep, dry_run=args.dry_run)
+        finally:
+            await engine.dispose()
+
+    lock = None if args.dry_run else RunLock(args.db)
+    if lock is not None:
+        lock.acquire()
+    try:
+        report = asyncio.run(run())
+    finally:
+        if lock is not None:
+            lock.release()
+    verb = "would remove" if args.dry_run else "removed"
+    removed = ", ".join(map(str, report.removed)) or "nothing"
+    print(f"kept snapshots {', '.join(map(str, report.kept))}; {verb} {removed}")
+    print(f"fact versions moved {report.versions_moved}, deleted {report.versions_deleted}; "
+          f"observations moved {report.observations_moved}, deleted "
+          f"{report.observations_deleted}")
+    if report.bytes_after is not None:
+        print(f"database {report.bytes_before:,} bytes before, {report.bytes_after:,} after")
     return EXIT_OK
 
 

@@ -160,7 +160,10 @@ def parse_moment(ref: str) -> datetime:
 
 
 async def resolve_snapshot(conn: AsyncConnection, ref: str) -> int:
-    """A snapshot id, or the last complete snapshot started at or before a date or timestamp."""
+    """A snapshot id (0: before the first snapshot, an empty database), or the last complete
+    snapshot started at or before a date or timestamp."""
+    if ref == "0":
+        return 0
     if ref.isdigit():
         row = (
             await conn.execute(text("SELECT status FROM snapshots WHERE id = :i"), {"i": int(ref)})

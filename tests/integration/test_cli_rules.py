@@ -369,3 +369,26 @@ def test_log_lines_for_collectors_and_quiet_for_cron(cli: Cli) -> None:
     assert any(e["message"].startswith("plan: ") for e in events)
     assert cli("snapshot", "-q") == EXIT_OK
     assert cli.stderr == "" and cli.stdout.startswith("snapshot 2 complete")
+
+
+def test_prune_keeps_the_answers_of_what_it_keeps(cli: Cli, org: Org) -> None:
+    for day in range(3):
+        assert cli("snapshot") == EXIT_OK
+        apply_churn(org, rng=churn_rng(10 + day), rate=0.05)
+    assert cli("snapshot") == EXIT_OK
+    knowledge = cli.sql("SELECT * FROM access_at WHERE snapshot_id = 4 ORDER BY 1, 3, 5, 7, 8")
+    first_diff = cli.diff_json("--from", "0", "--to", "4", "--baseline")
+    assert cli("prune") == EXIT_USAGE and "say what to keep" in cli.stderr
+
+    before = cli.db.read_bytes()
+    assert cli("prune", "--keep-daily", "1", "--dry-run") == EXIT_OK, cli.stderr
+    assert "would remove 1, 2, 3" in cli.stdout and cli.db.read_bytes() == before
+
+    assert cli("prune", "--keep-daily", "1") == EXIT_OK, cli.stderr
+    assert "removed 1, 2, 3" in cli.stdout and "bytes before" in cli.stdout
+    assert cli.sql("SELECT id FROM snapshots") == [(4,)]
+    assert cli.sql("SELECT * FROM access_at WHERE snapshot_id = 4 ORDER BY 1, 3, 5, 7, 8") \
+        == knowledge
+    after = cli.diff_json("--from", "0", "--to", "4", "--baseline")
+    assert after["baseline_count"] == first_diff["baseline_count"]
+    assert after["changes"] == first_diff["changes"] == []

@@ -111,6 +111,25 @@ class NaiveStore:
                     out[uuid] = (name, s)
         return out
 
+    def pruned(self, keep: set[int]) -> NaiveStore:
+        """The store that pruning to the complete snapshots ``keep`` must leave (the newest is
+        kept whether named or not): each removed snapshot is folded into the first kept one after
+        it, which then holds, for every scope, its own ok observation, or else the newest ok one
+        among the removed snapshots folded into it (a closure included). Names, counts and
+        closures of the kept snapshots are carried over; the removed ones' are dropped."""
+        kept = set(keep) | set(self.complete[-1:])
+        out = NaiveStore(self.scopes)
+        window: dict[str, Facts] = {}
+        for s in self.complete:
+            window.update(self.ok[s])  # oldest first: the newest ok observation wins
+            if s in kept:
+                out.ok[s], window = window, {}
+                out.complete.append(s)
+                out.names[s] = self.names.get(s, {})
+                out.counts[s] = self.counts.get(s, {})
+                out.closed[s] = self.closed.get(s, set())
+        return out
+
     def ok_snapshots(self, name: str) -> list[int]:
         return [s for s in self.complete if name in self.ok[s]]
 
