@@ -343,16 +343,26 @@ def main(argv: Sequence[str] | None = None) -> int:
         "demo": command_demo,
         "simulate": command_simulate,
     }[args.command]
+    # What a snapshot that stopped says last (a reading command merges nothing anyway).
+    then = "; nothing of this run was merged" if args.command == "snapshot" else ""
     try:
         return handler(args)
     except AuthenticationError as error:
-        print(f"bbaccess: authentication failed: {error}", file=sys.stderr)
+        print(f"bbaccess: authentication failed: {error}{then}", file=sys.stderr)
         return EXIT_AUTH
-    except (ConfigError, DatabaseError) as error:
+    except DatabaseError as error:
+        from exporter.store.database import RunFailedError
+
+        print(f"bbaccess: {error}", file=sys.stderr)
+        return EXIT_FAILED if isinstance(error, RunFailedError) else EXIT_USAGE
+    except ConfigError as error:
         print(f"bbaccess: {error}", file=sys.stderr)
         return EXIT_USAGE
     except ApiError as error:
-        print(f"bbaccess: the run failed: {error}", file=sys.stderr)
+        # A server or network failure (5xx, 429, a reset, a timeout) passes: say to run again.
+        passing = error.status is None or error.status >= 500 or error.status == 429
+        again = "; run again later" if then and passing else ""
+        print(f"bbaccess: the run failed: {error}{then}{again}", file=sys.stderr)
         return EXIT_FAILED
     except ExporterError as error:
         print(f"bbaccess: {error}", file=sys.stderr)
@@ -366,6 +376,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return EXIT_OK
     except Exception as error:  # a defect: one line, not a traceback (-v shows the traceback)
+        from exporter.store.database import describe_database_error
+
+        # SQLite failing under a command (a damaged page, a full disk) is no defect: say what.
+        reason = describe_database_error(error, getattr(args, "db", None))
+        if reason is not None:
+            log.debug("database error", exc_info=True)
+            print(f"bbaccess: {reason}", file=sys.stderr)
+            return EXIT_USAGE
         log.debug("internal error", exc_info=True)
         print(f"bbaccess: internal error ({type(error).__name__}: {error}); "
               "run again with -v for details and please report it", file=sys.stderr)

@@ -16,9 +16,11 @@ import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import aiohttp
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from exporter import __version__
 from exporter.bitbucket import Auth, BitbucketClient, RateBudget
@@ -47,7 +49,14 @@ from exporter.crawl.scopes import WORKSPACE_WIDE, per_object_kinds
 from exporter.errors import ExporterError, ForbiddenError, ScopeError, UnsafeUrlError
 from exporter.progress import Plan, show_progress
 from exporter.ration import Rationer, Reader
-from exporter.store.database import RunLock, check_database_path, open_database
+from exporter.store.database import (
+    NOT_MERGED,
+    RunFailedError,
+    RunLock,
+    check_database_path,
+    describe_database_error,
+    open_database,
+)
 from exporter.store.queries import (
     KnownObject,
     known_objects,
@@ -468,13 +477,75 @@ def make_readers(
     return readers
 
 
+async def end_failed(
+    writer: SnapshotWriter, error: BaseException, counters: RunCounters, db_path: Path
+) -> BaseException:
+    """Record a run that did not complete (``failed``, or ``aborted`` when interrupted) with its
+    reason; the error to raise for it. An SQLite failure (locked by another program, disk full,
+    ...) becomes ``RunFailedError`` with one line saying what to do. If the database refuses even
+    that record, the row stays ``running`` and the next run marks it aborted."""
+    reason = describe_database_error(error, db_path, consequence=NOT_MERGED)
+    raised: BaseException = error
+    if reason is not None:
+        status, message = "failed", reason
+        raised = RunFailedError(reason)
+    elif isinstance(error, ExporterError):
+        status, message = "failed", _why(error)
+    elif isinstance(error, Exception):  # a defect; the CLI says so
+        status, message = "failed", f"internal error ({type(error).__name__}: {error})"
+    else:  # Ctrl-C, a signal, a cancellation
+        status, message = "aborted", _why(error)
+    try:
+        await asyncio.shield(writer.fail(message, counters, status=status))
+    except Exception as failing:  # still locked, still full, or taken over by another run
+        log.warning(
+            "snapshot %d could not be marked %s (%s); the next run marks it aborted",
+            writer.snapshot_id, status, describe_database_error(failing, db_path) or failing,
+        )  # fmt: skip
+    return raised
+
+
+async def _observe_and_merge(
+    engine: AsyncEngine, settings: Settings, sleep: Callable[[float], Awaitable[None]],
+    clock: Callable[[], float],
+) -> RunResult:  # fmt: skip
+    """Begin the snapshot, observe every scope, merge; a run that fails on the way is recorded
+    as such (``end_failed``) before its error is raised."""
+    writer = SnapshotWriter(engine, tool_version=__version__)
+    knowledge = await load_knowledge(engine)
+    snapshot_id = await writer.begin()
+    async with aiohttp.ClientSession() as session:
+        readers = make_readers(session, settings, sleep=sleep, clock=clock)
+        who = [f"{r.client.auth_description} for {r.name}" for r in readers.values()]
+        log.info("snapshot %d started against %s as %s", snapshot_id, settings.api_url,
+                 "; ".join(who))  # fmt: skip
+        run = Run(readers, writer, settings, knowledge)
+        try:
+            scopes, unreachable = await run.observe_all()
+        except BaseException as error:
+            raised = await end_failed(writer, error, counters_of(readers), settings.db_path)
+            if raised is error:
+                raise
+            raise raised from None
+        counters = counters_of(readers)
+    try:
+        summary = await writer.complete(counters, skipped=run.skipped)
+    except BaseException as error:
+        # The merge is one transaction: whatever stopped it, nothing of it was kept.
+        raised = await end_failed(writer, error, counters, settings.db_path)
+        if raised is error:
+            raise
+        raise raised from None
+    return RunResult(summary, counters, 0.0, scopes, unreachable, run.plan)
+
+
 async def run_snapshot(
     settings: Settings,
     *,
     sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     clock: Callable[[], float] = time.monotonic,
 ) -> RunResult:
-    """Take one snapshot into ``settings.db_path``; one run at a time per database."""
+    """Take one snapshot into ``settings.db_path``; one run at a time per database file."""
     check_database_path(settings.db_path)
     lock = RunLock(settings.db_path)
     lock.acquire()
@@ -482,30 +553,15 @@ async def run_snapshot(
     try:
         engine = await open_database(settings.db_path)
         try:
-            writer = SnapshotWriter(engine, tool_version=__version__)
-            knowledge = await load_knowledge(engine)
-            snapshot_id = await writer.begin()
-            async with aiohttp.ClientSession() as session:
-                readers = make_readers(session, settings, sleep=sleep, clock=clock)
-                who = [f"{r.client.auth_description} for {r.name}" for r in readers.values()]
-                log.info(
-                    "snapshot %d started against %s as %s",
-                    snapshot_id,
-                    settings.api_url,
-                    "; ".join(who),
-                )
-                run = Run(readers, writer, settings, knowledge)
-                try:
-                    scopes, unreachable = await run.observe_all()
-                except BaseException as error:
-                    status = "failed" if isinstance(error, ExporterError) else "aborted"
-                    failing = writer.fail(_why(error), counters_of(readers), status=status)
-                    await asyncio.shield(failing)
-                    raise
-                counters = counters_of(readers)
-            summary = await writer.complete(counters, skipped=run.skipped)
+            result = await _observe_and_merge(engine, settings, sleep, clock)
+        except Exception as error:  # the database failed before the run began
+            reason = describe_database_error(error, settings.db_path, consequence=NOT_MERGED)
+            if reason is None:
+                raise
+            raise RunFailedError(reason) from None
         finally:
             await engine.dispose()
     finally:
         lock.release()
-    return RunResult(summary, counters, time.monotonic() - started, scopes, unreachable, run.plan)
+    result.seconds = time.monotonic() - started
+    return result

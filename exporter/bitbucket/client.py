@@ -30,7 +30,14 @@ from exporter.bitbucket.auth import BasicAuth, BearerAuth
 from exporter.bitbucket.budget import RateBudget
 from exporter.bitbucket.fan_out import read_in_order
 from exporter.bitbucket.origin import check_base_url, redact, require_same_origin
-from exporter.bitbucket.pagination import Page, RowKey, SeenRows, fan_out_urls, parse_page
+from exporter.bitbucket.pagination import (
+    Page,
+    RowKey,
+    SeenRows,
+    fan_out_urls,
+    not_json,
+    parse_page,
+)
 from exporter.bitbucket.responses import error_for_status
 from exporter.bitbucket.retry import ClientStats, RetryPolicy
 from exporter.bitbucket.throttle import ThrottleGate
@@ -52,6 +59,20 @@ TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
 )
 
 Params = Mapping[str, str | int]
+
+
+def transport_problem(error: BaseException) -> str:
+    """One line for a request that got no whole answer."""
+    if isinstance(error, asyncio.TimeoutError):
+        return "no answer in time (timeout)"
+    if isinstance(error, aiohttp.ClientPayloadError):
+        what = "the answer was cut short"
+    elif isinstance(error, aiohttp.ServerDisconnectedError | aiohttp.ClientOSError):
+        what = "the connection was reset"
+    else:
+        what = "the connection failed"
+    said = " ".join(f"{type(error).__name__}: {error}".rstrip(": ").split())
+    return f"{what} ({said})"
 
 
 class BitbucketClient:
@@ -116,9 +137,8 @@ class BitbucketClient:
             return json.loads(body)
         except ValueError as exc:
             shown = redact(url)
-            raise FetchFailedError(
-                f"GET {shown}: the body is not valid JSON ({exc})", url=shown, status=200
-            ) from None
+            raise FetchFailedError(f"GET {shown}: {not_json(body, exc)}", url=shown, status=200) \
+                from None  # fmt: skip
 
     async def iter_pages(
         self, path: str, *, params: Params | None = None, key: RowKey | None = None
@@ -189,7 +209,7 @@ class BitbucketClient:
             try:
                 status, body, epoch = await self._exchange(url)
             except TRANSIENT_ERRORS as exc:
-                problem = f"{type(exc).__name__}: {exc}".rstrip(": ")
+                problem = transport_problem(exc)
             else:
                 if 200 <= status < 300:
                     self._gate.succeeded(epoch)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -20,6 +21,10 @@ from exporter.errors import FetchFailedError
 
 #: How much of a non-JSON error body is kept in a message.
 MAX_TEXT_BODY = 300
+#: How much of an HTML page's title is kept in a message.
+MAX_TITLE = 80
+_TITLE = re.compile(r"<title[^>]*>(.*?)</title>", re.IGNORECASE | re.DOTALL)
+HTML_PAGE = "an HTML page, not valid JSON (a proxy or login page?)"
 
 
 @dataclass(frozen=True)
@@ -57,6 +62,26 @@ def _text(body: bytes | str) -> str:
     return body.decode("utf-8", errors="replace") if isinstance(body, bytes) else body
 
 
+def _one_line(text: str, limit: int) -> str:
+    return " ".join(text.split())[:limit]
+
+
+def html_page(text: str) -> str | None:
+    """What to say of a body that is an HTML page (a proxy's error page, a login page), with its
+    title; None if it is not one. JSON never begins with ``<``."""
+    if not text.lstrip().startswith("<"):
+        return None
+    found = _TITLE.search(text)
+    title = _one_line(found[1], MAX_TITLE) if found else ""
+    return f"{HTML_PAGE}, titled {title!r}" if title else HTML_PAGE
+
+
+def not_json(body: bytes | str, error: ValueError) -> str:
+    """What is wrong with a body that should have been JSON."""
+    found = html_page(_text(body))
+    return f"the body is {found}" if found else f"the body is not valid JSON ({error})"
+
+
 def _malformed(url: str, page_number: int, problem: str) -> FetchFailedError:
     return FetchFailedError(f"GET {url} page {page_number}: {problem}", url=url, status=200)
 
@@ -66,7 +91,7 @@ def parse_page(body: bytes | str, *, url: str, page_number: int) -> Page:
     try:
         data = json.loads(_text(body))
     except ValueError as exc:
-        raise _malformed(url, page_number, f"the body is not valid JSON ({exc})") from None
+        raise _malformed(url, page_number, not_json(body, exc)) from None
     if not isinstance(data, dict):
         raise _malformed(url, page_number, f"expected a JSON object, got {type(data).__name__}")
     values = data.get("values")
@@ -162,13 +187,13 @@ def parse_error_body(body: bytes | str) -> ErrorBody:
     try:
         data = json.loads(text)
     except ValueError:
-        return ErrorBody(message=text[:MAX_TEXT_BODY])
+        return ErrorBody(message=html_page(text) or _one_line(text, MAX_TEXT_BODY))
     error = data.get("error") if isinstance(data, dict) else None
     if not isinstance(error, dict):
-        return ErrorBody(message=text[:MAX_TEXT_BODY])
-    message = str(error.get("message") or "").strip()
+        return ErrorBody(message=_one_line(text, MAX_TEXT_BODY))
+    message = _one_line(str(error.get("message") or ""), MAX_TEXT_BODY)
     detail = error.get("detail")
     if isinstance(detail, dict):
         required, granted = _strings(detail.get("required")), _strings(detail.get("granted"))
         return ErrorBody(message, json.dumps(detail, sort_keys=True), required, granted)
-    return ErrorBody(message, None if detail is None else str(detail))
+    return ErrorBody(message, None if detail is None else _one_line(str(detail), MAX_TEXT_BODY))

@@ -3,8 +3,13 @@
 Imports only the standard library and ``yarl``. A plan is mutable while the server runs, so a test
 can add or clear rules between requests. A rule matches a path prefix, optionally an endpoint
 name (see ``routes``) and a page number, fires with probability ``rate`` and at most ``times``
-times (None: always). Every request is answered ``latency`` plus up to ``jitter`` seconds after
-it arrived: the simulator's own work happens within that time, as a real server's does.
+times (None: always). Rules of one ``group`` share one draw per request and split it: each
+fires on a band of its own ``rate``, so at most one of them fires, and together they fire at the
+sum of their rates. ``foreign_next`` and ``foreign_redirect`` point at
+``FaultPlan.foreign_origin`` (by default an unreachable host; a test may point it at a server of
+its own to see what reaches it).
+Every request is answered ``latency`` plus up to ``jitter`` seconds after it arrived: the
+simulator's own work happens within that time, as a real server's does.
 
 Everything is deterministic by ``seed``: whether a rule fires, and the jitter, are drawn from a
 hash of (seed, rule, request path and query, how many times that exact URL was asked before),
@@ -32,7 +37,9 @@ class FaultKind(StrEnum):
     TRUNCATED = "truncated"  # Content-Length promises the whole body; half comes, then a close
     SLOW_BODY = "slow_body"  # the body trickles out in chunks over ``latency`` seconds
     MISSING_VALUES = "missing_values"  # a page envelope without "values"
-    FOREIGN_NEXT = "foreign_next"  # "next" points to http://evil.example
+    FOREIGN_NEXT = "foreign_next"  # "next" points to the plan's foreign origin
+    FOREIGN_REDIRECT = "foreign_redirect"  # 302 to the same path and query on the foreign origin
+    HTML_PAGE = "html_page"  # 200 with an HTML login page, as a proxy or SSO gateway answers
     REPEAT_NEXT = "repeat_next"  # "next" points to the same page
     LATENCY = "latency"  # wait ``latency`` seconds, then answer normally
 
@@ -66,6 +73,8 @@ class Fault:
     fired: int = 0
     rate: float = 1.0
     endpoint: str | None = None
+    #: Rules of one group share one draw per request; at most one of them fires.
+    group: str | None = None
 
     def matches(self, path: str, page: int, endpoint: str | None = None) -> bool:
         return (
@@ -84,6 +93,7 @@ class FaultPlan:
     latency: float = 0.0
     jitter: float = 0.0
     seed: int = 0
+    foreign_origin: URL = FOREIGN_ORIGIN
     _asked: Counter[str] = field(default_factory=Counter, repr=False)
 
     def add(self, kind: FaultKind | str, **options: Any) -> Fault:
@@ -103,15 +113,25 @@ class FaultPlan:
         key = url or path
         nth = self._asked[key]
         self._asked[key] += 1
-        fired = [
-            rule
-            for index, rule in enumerate(self.rules)
-            if rule.matches(path, page, endpoint)
-            and (rule.rate >= 1.0 or unit_draw(self.seed, index, key, nth) < rule.rate)
-        ]
+        fired = []
+        bands: dict[str, float] = {}  # where the next rule of each group begins its band
+        for index, rule in enumerate(self.rules):
+            if not rule.matches(path, page, endpoint):
+                continue
+            if rule.group is not None:
+                low = bands.get(rule.group, 0.0)
+                bands[rule.group] = low + rule.rate
+                if low <= unit_draw(self.seed, rule.group, key, nth) < low + rule.rate:
+                    fired.append(rule)
+            elif rule.rate >= 1.0 or unit_draw(self.seed, index, key, nth) < rule.rate:
+                fired.append(rule)
         for rule in fired:
             rule.fired += 1
         return fired
+
+    def foreign(self, url: URL) -> URL:
+        """``url``'s path and query on the foreign origin."""
+        return self.foreign_origin.with_path(url.path).with_query(url.query)
 
     def delay(self, url: str) -> float:
         """Seconds to wait before answering ``url`` (path and query)."""
@@ -120,8 +140,11 @@ class FaultPlan:
         return self.latency + self.jitter * unit_draw(self.seed, "jitter", url, self._asked[url])
 
 
-def corrupt_page(envelope: dict[str, Any], kind: FaultKind, url: URL) -> dict[str, Any]:
-    """The envelope as a faulty server would send it (``url`` is this page's URL)."""
+def corrupt_page(
+    envelope: dict[str, Any], kind: FaultKind, url: URL, foreign: URL = FOREIGN_ORIGIN
+) -> dict[str, Any]:
+    """The envelope as a faulty server would send it (``url`` is this page's URL; ``foreign`` the
+    origin a foreign ``next`` points to)."""
     corrupted = dict(envelope)
     if kind is FaultKind.MISSING_VALUES:
         corrupted.pop("values", None)
@@ -129,8 +152,15 @@ def corrupt_page(envelope: dict[str, Any], kind: FaultKind, url: URL) -> dict[st
         corrupted["next"] = str(url)
     elif kind is FaultKind.FOREIGN_NEXT:
         own = URL(envelope.get("next") or str(url))
-        corrupted["next"] = str(FOREIGN_ORIGIN.with_path(own.path).with_query(own.query))
+        corrupted["next"] = str(foreign.with_path(own.path).with_query(own.query))
     return corrupted
+
+
+LOGIN_PAGE = """<!DOCTYPE html>
+<html><head><title>Sign in - Corporate SSO</title></head>
+<body><form method="post" action="/login"><input name="user"><input name="password"
+type="password"><button>Sign in</button></form></body></html>
+"""
 
 
 def truncated_json(payload: Any) -> bytes:

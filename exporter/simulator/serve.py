@@ -16,7 +16,7 @@ from exporter.simulator.generate import ADMIN_EMAIL, ADMIN_TOKEN, PRESETS, gener
 from exporter.simulator.server import run_simulator
 
 LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost"})
-#: The 5xx statuses a ``fault_rate`` spreads over (each at a third of the rate).
+#: The 5xx statuses a ``fault_rate`` answers with, each a third of the faults.
 FAULT_STATUSES = (500, 502, 503)
 _UNITS = {"ms": 0.001, "s": 1.0, "": 1.0}
 _WINDOWS = {"s": 1.0, "sec": 1.0, "m": 60.0, "min": 60.0, "h": 3600.0, "hour": 3600.0}
@@ -32,13 +32,17 @@ def parse_latency(text: str) -> float:
 
 
 def fault_plan(*, seed: int, latency: float, fault_rate: float) -> FaultPlan:
-    """Every request delayed by ``latency``; about ``fault_rate`` of them answered with a 5xx."""
+    """Every request delayed by ``latency``; ``fault_rate`` of them (1.0: every one) answered
+    with one of ``FAULT_STATUSES``."""
     if not 0.0 <= fault_rate <= 1.0:
         raise ValueError(f"invalid fault rate {fault_rate}: it must be between 0 and 1")
     plan = FaultPlan(latency=latency, seed=seed)
     if fault_rate > 0:
+        # One draw per request, split between the statuses: three independent draws at a third
+        # of the rate each let (2/3)^3 of the requests through at a rate of 1.0.
         for status in FAULT_STATUSES:
-            plan.add(FaultKind.STATUS, status=status, times=None, rate=fault_rate / 3)
+            plan.add(FaultKind.STATUS, status=status, times=None, rate=fault_rate / 3,
+                     group="fault_rate")  # fmt: skip
     return plan
 
 

@@ -17,10 +17,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from aiohttp import web
+from yarl import URL
 
 from exporter.simulator.endpoints import Call, Listing, Reply
 from exporter.simulator.faults import (
     BODY_FAULTS,
+    LOGIN_PAGE,
     Fault,
     FaultKind,
     FaultPlan,
@@ -163,7 +165,7 @@ async def dispatch(request: web.Request) -> web.StreamResponse:
     body_faults = [f for f in faults if f.kind in BODY_FAULTS]
     if response.status != 200 or not body_faults:
         return response
-    return await _corrupt(response, body_faults, request)
+    return await _corrupt(response, body_faults, request, state.faults.foreign_origin)
 
 
 def _respond(
@@ -179,6 +181,11 @@ def _respond(
     for fault in faults:
         if fault.kind is FaultKind.STATUS:
             return _json(fault.status, error_json("Something went wrong", "Simulated fault"))
+        if fault.kind is FaultKind.FOREIGN_REDIRECT:
+            location = str(state.faults.foreign(request.url))
+            return web.Response(status=302, headers={"Location": location})
+        if fault.kind is FaultKind.HTML_PAGE:
+            return web.Response(status=200, text=LOGIN_PAGE, content_type="text/html")
     caller = _refusal(state, request, found[0] if found else None)
     if not isinstance(caller, Caller):
         return caller
@@ -190,7 +197,7 @@ def _respond(
 
 
 async def _corrupt(
-    response: web.Response, faults: list[Fault], request: web.Request
+    response: web.Response, faults: list[Fault], request: web.Request, foreign: URL
 ) -> web.StreamResponse:
     assert response.text is not None
     body = json.loads(response.text)
@@ -200,7 +207,7 @@ async def _corrupt(
                 status=200, body=truncated_json(body), content_type="application/json"
             )
         if isinstance(body, dict):
-            body = corrupt_page(body, fault.kind, request.url)
+            body = corrupt_page(body, fault.kind, request.url, foreign)
     data = json.dumps(body).encode()
     for fault in faults:
         if fault.kind is FaultKind.TRUNCATED:

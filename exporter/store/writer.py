@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -180,6 +181,27 @@ MERGE_STATEMENTS = (
 )
 
 
+#: Why a run is marked aborted by the next one: its process ended without saying.
+DEAD_RUN_MESSAGE = (
+    "the run ended before it completed (its process was killed, or the machine stopped); "
+    "nothing of it was merged"
+)
+STAGED_ROWS = (
+    "SELECT (SELECT count(*) FROM stage_objects WHERE snapshot_id = :s)"
+    " + (SELECT count(*) FROM stage_grants WHERE snapshot_id = :s)"
+    " + (SELECT count(*) FROM stage_users WHERE snapshot_id = :s)"
+)
+
+
+async def merge_staged(conn: AsyncConnection, snapshot_id: int) -> None:
+    """Merge the staged rows of ``snapshot_id``'s ok observations into the versioned facts, and
+    refresh the labels, inside the caller's transaction."""
+    for statement in MERGE_STATEMENTS:
+        await conn.execute(text(statement), {"s": snapshot_id})
+    for statement in REFRESH_LABELS:
+        await conn.execute(text(statement))
+
+
 class SnapshotWriter:
     """Writes one snapshot. Use ``begin`` first, ``complete`` or ``fail`` last."""
 
@@ -212,13 +234,14 @@ class SnapshotWriter:
                 .all()
             )
             for snapshot_id in dead:
-                log.warning("snapshot %d did not finish; marking it aborted", snapshot_id)
+                log.warning("snapshot %d did not finish (its process was killed, or the machine "
+                            "stopped); marking it aborted: nothing of it was merged", snapshot_id)
                 await self._drop_staged(conn, snapshot_id)
             if dead:
                 await conn.execute(
                     update(schema.snapshots)
                     .where(schema.snapshots.c.id.in_(dead))
-                    .values(status="aborted", message="the run ended before it completed")
+                    .values(status="aborted", message=DEAD_RUN_MESSAGE)
                 )
             result = await conn.execute(
                 insert(schema.snapshots).values(
@@ -347,13 +370,13 @@ class SnapshotWriter:
         ``skipped`` counts the per-object scopes the plan left for a later night: they are
         counted on the snapshot row, not stored one by one (thousands a night)."""
         s = self.snapshot_id
+        started = time.monotonic()
         async with self._engine.begin() as conn:
             await self._claim(conn)
             await self._write_pending(conn)
-            for statement in MERGE_STATEMENTS:
-                await conn.execute(text(statement), {"s": s})
-            for statement in REFRESH_LABELS:
-                await conn.execute(text(statement))
+            staged = (await conn.execute(text(STAGED_ROWS), {"s": s})).scalar_one()
+            log.info("merging snapshot %d (%d staged rows)", s, staged)
+            await merge_staged(conn, s)
             outcomes, closed = await self._outcomes(conn)
             outcomes[Outcome.SKIPPED] = outcomes.get(Outcome.SKIPPED, 0) + skipped
             await conn.execute(
@@ -367,6 +390,7 @@ class SnapshotWriter:
                 )
             )
             await self._drop_staged(conn, s)
+        log.info("merged snapshot %d in %.1f s", s, time.monotonic() - started)
         return SnapshotSummary(s, "complete", outcomes, closed)
 
     async def fail(self, message: str, counters: RunCounters, *, status: str = "failed") -> None:
