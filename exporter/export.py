@@ -47,7 +47,7 @@ from exporter.crawl.records import (
 )
 from exporter.crawl.scopes import WORKSPACE_WIDE, per_object_kinds
 from exporter.errors import ExporterError, ForbiddenError, ScopeError, UnsafeUrlError
-from exporter.progress import Plan, show_progress
+from exporter.progress import Counts, Plan, show_progress
 from exporter.ration import Rationer, Reader
 from exporter.store.database import (
     NOT_MERGED,
@@ -328,9 +328,15 @@ class Run:
             await asyncio.gather(progress, return_exceptions=True)
         return [task.result() for task in tasks]
 
-    def _counts(self) -> tuple[int, int, float]:
+    def _counts(self) -> Counts:
         counters = counters_of(self.readers)
-        return counters.requests, len(self.finished), counters.wait_seconds
+        stats = [reader.client.stats for reader in self.readers.values()]
+        now = time.monotonic()
+        return Counts(
+            counters.requests, len(self.finished), counters.wait_seconds,
+            paused=sum(s.throttle_seconds for s in stats),
+            pause_left=max([s.pause_ends - now for s in stats] + [0.0]),
+        )  # fmt: skip
 
     def candidates(self, workspaces: list[WorkspaceRef]) -> list[Candidate]:
         """Per-object scopes of every repository and project of the workspaces read: as tonight's

@@ -43,13 +43,29 @@ def budget_seconds(requests: int, rate: tuple[int, float]) -> float:
     return start_offset(requests, limit=limit, window=window)
 
 
-def eta_seconds(plan: Plan, done: int, elapsed: float) -> float:
+def eta_seconds(
+    plan: Plan, done: int, elapsed: float, *, paused: float = 0.0, pause_left: float = 0.0
+) -> float:
     """Seconds left: the slower of the pace so far and what the budget allows (until the last
-    expected request may start, following the window's steps)."""
+    expected request may start, following the window's steps). ``paused`` is the length of the
+    429 pauses begun so far, ``pause_left`` what remains of the current one: the pace is taken
+    over the time not paused, and nothing finishes before the pause ends."""
     remaining = max(plan.expected_requests - done, 0)
-    by_pace = remaining * elapsed / done if done else 0.0
-    by_budget = max(budget_seconds(done + remaining, plan.rate) - elapsed, 0.0)
+    active = max(elapsed - (paused - pause_left), 0.0)
+    by_pace = (remaining * active / done if done else 0.0) + pause_left
+    by_budget = max(budget_seconds(done + remaining, plan.rate) - elapsed, pause_left)
     return max(by_pace, by_budget)
+
+
+@dataclass(frozen=True)
+class Counts:
+    """What a run has done so far, as the progress line shows it."""
+
+    requests: int
+    listings: int
+    waited: float  # on the rate budget
+    paused: float = 0.0  # 429 pauses begun
+    pause_left: float = 0.0  # of the current one
 
 
 def duration(seconds: float) -> str:
@@ -64,40 +80,44 @@ def duration(seconds: float) -> str:
 
 
 def progress_line(
-    plan: Plan, *, done: int, listings_done: int, elapsed: float, waited: float, bar: bool = False
-) -> str:
+    plan: Plan, *, done: int, listings_done: int, elapsed: float, waited: float, bar: bool = False,
+    paused: float = 0.0, pause_left: float = 0.0,
+) -> str:  # fmt: skip
     share = min(done / plan.expected_requests, 1.0) if plan.expected_requests else 1.0
     filled = round(share * BAR_WIDTH)
     head = f"[{'#' * filled}{'.' * (BAR_WIDTH - filled)}] " if bar else "progress: "
     return (
         f"{head}{done}/~{plan.expected_requests} requests, {listings_done}/{plan.listings} "
         f"listings, {duration(elapsed)} elapsed, {duration(waited)} waited on the budget, "
-        f"ETA {duration(eta_seconds(plan, done, elapsed))}"
+        f"ETA {duration(eta_seconds(plan, done, elapsed, paused=paused, pause_left=pause_left))}"
+        + (f", paused {duration(pause_left)} more after a 429" if pause_left > 0 else "")
     )
 
 
 async def show_progress(
     plan: Plan,
-    counts: Callable[[], tuple[int, int, float]],
+    counts: Callable[[], Counts],
     *,
     every: float = 60.0,
     stream: TextIO | None = None,
 ) -> None:
-    """Report ``counts()`` (requests done, listings done, seconds waited) until cancelled."""
+    """Report ``counts()`` until cancelled."""
     out = sys.stderr if stream is None else stream
     on_terminal = out.isatty()
     started = time.monotonic()
     try:
         while True:
             await asyncio.sleep(1.0 if on_terminal else every)
-            done, listings_done, waited = counts()
+            now = counts()
             line = progress_line(
                 plan,
-                done=done,
-                listings_done=listings_done,
+                done=now.requests,
+                listings_done=now.listings,
                 elapsed=time.monotonic() - started,
-                waited=waited,
+                waited=now.waited,
                 bar=on_terminal,
+                paused=now.paused,
+                pause_left=now.pause_left,
             )
             if on_terminal:
                 out.write("\r" + line[:160].ljust(160))

@@ -11,6 +11,7 @@ import pytest
 from exporter.crawl.plan import NightBudget, night_line, per_object_line, plan_night
 from exporter.export import Knowledge, expected_requests
 from exporter.progress import (
+    Counts,
     Plan,
     budget_seconds,
     duration,
@@ -73,6 +74,19 @@ def test_eta_waits_for_the_next_window_not_a_share_of_it() -> None:
     assert eta_seconds(plan, done=950, elapsed=3610) == pytest.approx(3610 / 950 * 50)
 
 
+def test_eta_counts_429_pauses() -> None:
+    plan = Plan(25, 200, "as snapshot 3", HOURLY)
+    # 100 requests in 160 s, 60 s of which a 429 pause now over: the pace is 1 a second.
+    assert eta_seconds(plan, done=100, elapsed=160, paused=60) == pytest.approx(100)
+    # 20 s into a 60 s pause: 40 s more of it, then the pace of the time not paused.
+    assert eta_seconds(plan, done=100, elapsed=120, paused=60, pause_left=40) == pytest.approx(
+        40 + 100 * (120 - 20) / 100)
+    assert eta_seconds(plan, done=200, elapsed=120, paused=60, pause_left=40) == 40
+    line = progress_line(plan, done=100, listings_done=3, elapsed=120, waited=0, paused=60,
+                         pause_left=40)  # fmt: skip
+    assert "ETA 2 min 20 s" in line and line.endswith("paused 40 s more after a 429")
+
+
 def test_eta_is_the_slower_of_pace_and_budget() -> None:
     plan = Plan(25, 2700, "as snapshot 3", HOURLY)
     assert eta_seconds(plan, done=900, elapsed=90) == pytest.approx(2 * 3600 - 90)
@@ -106,12 +120,12 @@ async def test_progress_is_logged_when_not_on_a_terminal(caplog: pytest.LogCaptu
     calls = 0
     three = asyncio.Event()
 
-    def counts() -> tuple[int, int, float]:
+    def counts() -> Counts:
         nonlocal calls
         calls += 1
         if calls == 3:
             three.set()
-        return calls, 1, 0.0
+        return Counts(calls, 1, 0.0)
 
     caplog.set_level(logging.INFO)
     task = asyncio.create_task(show_progress(plan, counts, every=0, stream=io.StringIO()))

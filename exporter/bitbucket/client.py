@@ -19,6 +19,7 @@ import asyncio
 import json
 import logging
 import random
+import time
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import aclosing
 from typing import Any
@@ -257,6 +258,8 @@ class BitbucketClient:
             )
         if self._gate.begins_pause(epoch):
             delay = self._gate.next_delay()
+            self.stats.throttle_seconds += delay
+            self.stats.pause_ends = time.monotonic() + delay
             logger.warning("GET %s: rate limited (429); all requests wait %.0fs", shown, delay)
         await self._gate.throttled(epoch)
 

@@ -4,6 +4,7 @@ of the client (doubling per consecutive 429, capped, reset by a success)."""
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -104,6 +105,9 @@ async def test_429_pauses_every_request_of_the_client(
     first = asyncio.create_task(client.get_json("/2.0/a"))
     await spin(until=lambda: bool(held.delays), rounds=10_000)
     assert held.delays == [60.0]
+    # What the progress line's ETA counts: the pause begun, and that it is still on.
+    assert client.stats.throttle_seconds == 60.0
+    assert client.stats.pause_ends > time.monotonic() + 50
     second = asyncio.create_task(client.get_json("/2.0/b"))
     await spin()
     assert not second.done() and client.stats.requests == 1  # /b waits for the pause too
