@@ -119,3 +119,19 @@ def test_get_answers_raw_json_through_the_same_client(cli: Cli, org: Org) -> Non
     assert code == EXIT_FAILED and "CHANGE-2770" in err
     code, _, err = get("https://elsewhere.example/2.0/workspaces/acme")
     assert code != EXIT_OK and "elsewhere.example" in err
+
+
+def test_each_credential_has_its_own_budget(configured: tuple[Cli, Path, str]) -> None:
+    """Bitbucket limits per user: a night's cap holds for each credential, not for the run."""
+    cli, config, _ = configured
+    assert cli("snapshot", "--config", str(config), "--max-requests", "20") == EXIT_GAPS
+    (total,) = cli.sql("SELECT requests FROM snapshots")[0]
+    read = cli.sql(
+        "SELECT count(*) FROM observations o JOIN scopes s ON s.id = o.scope_id "
+        "WHERE s.parent_scope_id IS NOT NULL AND o.outcome = 'ok'"
+    )[0][0]
+    # The admin's 20 requests went to its workspace's listings and explicit grants; the
+    # member's to the other workspaces and the workspace list, on top. One cap for the run
+    # would have left nothing for explicit grants after about 20 requests of listings.
+    assert read > 0 and total > 20
+    assert "fit tonight after" in cli.stderr and "--max-requests 20" in cli.stderr
