@@ -250,3 +250,19 @@ async def test_read_in_order_refills_before_the_caller_gets_a_page() -> None:
     assert seen[:6] == [(n, n + 3) for n in range(2, 8)]
     assert seen[-1][0] == 8  # the empty page is handed over, then reading stops
     assert max(launched) <= 10
+
+
+def test_seen_rows_drops_repeats_at_page_boundaries_and_forgets_far_pages() -> None:
+    seen = SeenRows(by_uuid, window=2)
+    pages = [[f"r{n}" for n in range(k * 3, k * 3 + 3)] for k in range(5)]
+    pages[1].insert(0, "r2")  # shifted by one: the last row of page 1 again first on page 2
+    pages[2].insert(0, "r3")  # and a row of the page before the previous one... still near
+    kept = [[r["uuid"] for r in seen.filter(Page([{"uuid": u} for u in p], None, None)).values]
+            for p in pages]  # fmt: skip
+    assert kept[1] == ["r3", "r4", "r5"] and kept[2] == ["r6", "r7", "r8"]
+    assert seen.dropped == 2
+    # Memory is bounded: only the last two pages' keys are held, whatever the listing's length.
+    for n in range(1000):
+        seen.filter(Page([{"uuid": f"x{n}"}], None, None))
+    assert sum(len(keys) for keys in seen._recent) == 2
+    assert seen.filter(Page([{"uuid": "r0"}], None, None)).values == [{"uuid": "r0"}]
