@@ -32,7 +32,7 @@ $(VENV)/.bench-installed: pyproject.toml $(BIN)/bbaccess
 	$(BIN)/pip install --quiet -e '.[test,bench]'
 	@touch $@
 
-bench: $(VENV)/.bench-installed ## measure the performance budgets of DESIGN.md (8 to 12 min), print a table
+bench: $(VENV)/.bench-installed ## measure the performance budgets of DESIGN.md (about 18 min), print a table
 	$(BIN)/python -m tests.bench
 
 lint: $(BIN)/bbaccess ## ruff and mypy only

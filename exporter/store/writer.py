@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from sqlalchemy import insert, select, text, update
+from sqlalchemy import bindparam, insert, select, text, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from exporter.crawl.records import (
@@ -55,6 +55,9 @@ REGISTER_SCOPE = (
     "parent_scope_id, label, source) VALUES (?, ?, ?, ?, ?, ?, ?)"
 )
 RELABEL_SCOPE = "UPDATE scopes SET label = ? WHERE kind = ? AND object_uuid = ?"
+FIND_SCOPES = text(
+    "SELECT kind, object_uuid, id FROM scopes WHERE kind IN :kinds AND object_uuid IN :uuids"
+).bindparams(bindparam("kinds", expanding=True), bindparam("uuids", expanding=True))
 #: Staged rows written per transaction (about 50 pages of a permissions listing).
 STAGE_BATCH_ROWS = 5000
 
@@ -284,7 +287,12 @@ class SnapshotWriter:
                 RELABEL_SCOPE, [(s.label, s.kind.value, s.object_uuid) for s in scopes]
             )
             wanted = {(s.kind.value, s.object_uuid) for s in scopes}
-            found = await conn.execute(text("SELECT kind, object_uuid, id FROM scopes"))
+            # Looked up by the (kind, object_uuid) index, not by reading every scope: a large
+            # organisation has tens of thousands.
+            found = await conn.execute(
+                FIND_SCOPES,
+                {"kinds": sorted({k for k, _ in wanted}), "uuids": sorted({u for _, u in wanted})},
+            )
             for kind, object_uuid, scope_id in found:
                 key = (str(kind), str(object_uuid))
                 if key in wanted:

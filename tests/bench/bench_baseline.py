@@ -1,7 +1,9 @@
 """The baseline a user would otherwise write: a sequential ``requests`` client.
 
 It reads the same listings as bbaccess, one page after another, at Bitbucket's default page size
-(no ``pagelen``), without ``fields=``, following ``next``, and keeps the rows in memory.
+(no ``pagelen``), without ``fields=``, following ``next``, and keeps the rows in memory: per
+workspace the workspace, its roles, projects, repositories, effective permissions and
+``/1.0/groups``, then the explicit user and group grants of every repository and every project.
 """
 
 from __future__ import annotations
@@ -9,6 +11,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import quote
 
 import requests
 
@@ -26,6 +29,7 @@ class _Reader:
     def __init__(self, base_url: str) -> None:
         self.base_url = base_url
         self.session = requests.Session()
+        self.session.trust_env = False  # 127.0.0.1 only: never through a configured proxy
         self.session.auth = (ADMIN_EMAIL, ADMIN_TOKEN)
         self.requests = 0
 
@@ -46,21 +50,27 @@ class _Reader:
 
 
 def baseline_snapshot(base_url: str) -> BaselineResult:
-    """Read every workspace's roles, projects, repositories and effective permissions."""
+    """Read every workspace's listings, then every repository's and project's explicit grants."""
     started = time.perf_counter()
     reader = _Reader(base_url)
     rows = 0
     try:
         for access in reader.listing("/2.0/user/workspaces"):
-            slug = access["workspace"]["slug"]
+            slug = quote(access["workspace"]["slug"], safe="")
             reader.get(f"{base_url}/2.0/workspaces/{slug}")
-            for path in (
-                f"/2.0/workspaces/{slug}/permissions",
-                f"/2.0/workspaces/{slug}/projects",
-                f"/2.0/repositories/{slug}",
-                f"/2.0/workspaces/{slug}/permissions/repositories",
-            ):
-                rows += len(reader.listing(path))
+            rows += len(reader.get(f"{base_url}/1.0/groups/{slug}"))
+            rows += len(reader.listing(f"/2.0/workspaces/{slug}/permissions"))
+            rows += len(reader.listing(f"/2.0/workspaces/{slug}/permissions/repositories"))
+            projects = reader.listing(f"/2.0/workspaces/{slug}/projects")
+            repositories = reader.listing(f"/2.0/repositories/{slug}")
+            rows += len(projects) + len(repositories)
+            explicit = [f"/2.0/repositories/{slug}/{quote(r['slug'], safe='')}"
+                        for r in repositories]  # fmt: skip
+            explicit += [f"/2.0/workspaces/{slug}/projects/{quote(p['key'], safe='')}"
+                         for p in projects]  # fmt: skip
+            for path in explicit:
+                for kind in ("users", "groups"):
+                    rows += len(reader.listing(f"{path}/permissions-config/{kind}"))
     finally:
         reader.session.close()
     return BaselineResult(reader.requests, time.perf_counter() - started, rows)

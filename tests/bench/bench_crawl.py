@@ -49,10 +49,10 @@ class _TimedWriter(SnapshotWriter):
 
     merge_seconds = 0.0
 
-    async def complete(self, counters: RunCounters) -> SnapshotSummary:
+    async def complete(self, counters: RunCounters, *, skipped: int = 0) -> SnapshotSummary:
         started = time.perf_counter()
         try:
-            return await super().complete(counters)
+            return await super().complete(counters, skipped=skipped)
         finally:
             _TimedWriter.merge_seconds = time.perf_counter() - started
 

@@ -21,8 +21,8 @@ from tests.sim_thread import ThreadedSimulator
 ROOT = Path(__file__).resolve().parents[2]
 LATENCY = 0.1
 CONCURRENCY = 8
-#: The workspace itself and the first page of its four listings.
-FIRST_REQUESTS_PER_WORKSPACE = 5
+#: The workspace itself, ``/1.0/groups`` and the first page of its four paged listings.
+FIRST_REQUESTS_PER_WORKSPACE = 6
 
 
 @dataclass(frozen=True)
@@ -50,7 +50,8 @@ class HttpRun:
     @property
     def best_schedule_seconds(self) -> float:
         """The shortest possible run: the workspace list is one round trip; only then can each
-        workspace's five first requests go out; the rest, at full concurrency, after those."""
+        workspace's six first requests go out; the rest (the per-object scopes included), at
+        full concurrency, after those."""
         first = FIRST_REQUESTS_PER_WORKSPACE * self.workspaces
         rest = self.server_requests - 1
         if first >= CONCURRENCY:

@@ -18,6 +18,7 @@ from pathlib import Path
 from exporter.simulator import Org, apply_churn
 from exporter.store.database import open_database
 from exporter.store.queries import diff
+from tests.bench.bench_explicit import WhoCanAccess, who_can_access
 from tests.bench.bench_records import NightWriter
 
 CHURN = 0.005
@@ -43,6 +44,8 @@ class TwoNights:
     access_at_seconds: float  # read to its last row into Python with sqlite3
     access_at_rows: int
     access_at_shell_seconds: float | None  # the sqlite3 shell, output discarded (None: no shell)
+    #: ``who-can-access`` on the largest repository of the second night (None: not asked).
+    who: WhoCanAccess | None = None
 
     @property
     def worst_diff(self) -> float:
@@ -118,8 +121,10 @@ async def _two_nights(org: Org, db: Path, seed: int) -> tuple[int, int, float, f
     return a, b, first, second
 
 
-def two_nights(org: Org, *, seed: int = 1) -> TwoNights:
-    """Write ``org``, churn it a day, write it again; time the merges, ``diff`` and ``access_at``.
+def two_nights(org: Org, *, seed: int = 1, who: bool = False) -> TwoNights:
+    """Write ``org``, churn it a day, write it again; time the merges, ``diff`` and ``access_at``
+    (and, with ``who``, ``who-can-access`` on the largest repository: every per-object scope is
+    written every night, so the database has full explicit-grant coverage).
 
     Mutates ``org``.
     """
@@ -130,7 +135,7 @@ def two_nights(org: Org, *, seed: int = 1) -> TwoNights:
         first_s, first_rows = timed_in_child(db, "diff", 0, a)
         at_s, at_rows = timed_in_child(db, "access_at", a, b)
         return TwoNights(first, second, diff_s, diff_rows, first_s, first_rows, at_s, at_rows,
-                         access_at_in_shell(db, b))
+                         access_at_in_shell(db, b), who_can_access(db) if who else None)
 
 
 @dataclass(frozen=True)
