@@ -305,7 +305,8 @@ class Run:
 
     def _progress_plan(self, listings: int) -> Plan:
         expected, basis = expected_requests(listings, self.knowledge)
-        return Plan(listings, expected, basis, rate=self.settings.rate)
+        first = basis.startswith("one page per listing")
+        return Plan(listings, expected, basis, rate=self.settings.rate, grows=first)
 
     async def _run_all(
         self, jobs: list[Coroutine[Any, Any, ScopeReport]], plan: Plan
@@ -336,6 +337,7 @@ class Run:
             counters.requests, len(self.finished), counters.wait_seconds,
             paused=sum(s.throttle_seconds for s in stats),
             pause_left=max([s.pause_ends - now for s in stats] + [0.0]),
+            foreseen=sum(s.pages_foreseen for s in stats),
         )  # fmt: skip
 
     def candidates(self, workspaces: list[WorkspaceRef]) -> list[Candidate]:

@@ -13,7 +13,7 @@ import logging
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TextIO
 
 from exporter.bitbucket.budget import start_offset
@@ -29,6 +29,12 @@ class Plan:
     expected_requests: int
     basis: str  # why we expect that many: "as snapshot 12", "one page per listing"
     rate: tuple[int, float]  # the budget: requests per window seconds
+    #: The estimate counts one page per listing (a first run): the pages that first pages
+    #: announce are added as they come, and the count is a lower bound until every listing began.
+    grows: bool = False
+
+    def expecting(self, foreseen: int) -> int:
+        return self.expected_requests + foreseen if self.grows else self.expected_requests
 
 
 def budget_seconds(requests: int, rate: tuple[int, float]) -> float:
@@ -66,6 +72,7 @@ class Counts:
     waited: float  # on the rate budget
     paused: float = 0.0  # 429 pauses begun
     pause_left: float = 0.0  # of the current one
+    foreseen: int = 0  # pages announced by the first pages' sizes
 
 
 def duration(seconds: float) -> str:
@@ -81,13 +88,17 @@ def duration(seconds: float) -> str:
 
 def progress_line(
     plan: Plan, *, done: int, listings_done: int, elapsed: float, waited: float, bar: bool = False,
-    paused: float = 0.0, pause_left: float = 0.0,
+    paused: float = 0.0, pause_left: float = 0.0, foreseen: int = 0,
 ) -> str:  # fmt: skip
+    if plan.grows:
+        grown = plan.expecting(foreseen)
+        plan = replace(plan, expected_requests=max(grown, done))
     share = min(done / plan.expected_requests, 1.0) if plan.expected_requests else 1.0
     filled = round(share * BAR_WIDTH)
     head = f"[{'#' * filled}{'.' * (BAR_WIDTH - filled)}] " if bar else "progress: "
     return (
-        f"{head}{done}/~{plan.expected_requests} requests, {listings_done}/{plan.listings} "
+        f"{head}{done}/{'≥' if plan.grows else '~'}{plan.expected_requests} requests, "
+        f"{listings_done}/{plan.listings} "
         f"listings, {duration(elapsed)} elapsed, {duration(waited)} waited on the budget, "
         f"ETA {duration(eta_seconds(plan, done, elapsed, paused=paused, pause_left=pause_left))}"
         + (f", paused {duration(pause_left)} more after a 429" if pause_left > 0 else "")
@@ -118,6 +129,7 @@ async def show_progress(
                 bar=on_terminal,
                 paused=now.paused,
                 pause_left=now.pause_left,
+                foreseen=now.foreseen,
             )
             if on_terminal:
                 out.write("\r" + line[:160].ljust(160))

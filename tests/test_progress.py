@@ -74,6 +74,21 @@ def test_eta_waits_for_the_next_window_not_a_share_of_it() -> None:
     assert eta_seconds(plan, done=950, elapsed=3610) == pytest.approx(3610 / 950 * 50)
 
 
+def test_a_first_run_grows_its_estimate_as_first_pages_report_their_size() -> None:
+    # One page per listing was all a first run could expect: 251. The effective listings'
+    # first pages then announced 20,448 more pages; the line shows a lower bound, not ~251.
+    plan = Plan(250, 251, "one page per listing; more for large listings", HOURLY, grows=True)
+    line = progress_line(plan, done=20699, listings_done=200, elapsed=600, waited=0,
+                         foreseen=20448)  # fmt: skip
+    assert "20699/≥20699 requests" in line
+    early = progress_line(plan, done=300, listings_done=10, elapsed=60, waited=0, foreseen=4000)
+    assert early.startswith("progress: 300/≥4251 requests") and "ETA" in early
+    # A later run knows its listings: the estimate does not grow and reads as approximate.
+    known = Plan(250, 4251, "as last observed", HOURLY)
+    assert "300/~4251 requests" in progress_line(known, done=300, listings_done=10, elapsed=60,
+                                                 waited=0, foreseen=4000)  # fmt: skip
+
+
 def test_eta_counts_429_pauses() -> None:
     plan = Plan(25, 200, "as snapshot 3", HOURLY)
     # 100 requests in 160 s, 60 s of which a 429 pause now over: the pace is 1 a second.

@@ -167,6 +167,7 @@ class BitbucketClient:
         planned = fan_out_urls(page) if page.values else None
         if planned is not None:
             urls = [require_same_origin(URL(u), self._base, what="a page link") for u in planned]
+            self.stats.pages_foreseen += len(urls)
             visited.update(str(url) for url in urls)
             logger.debug("GET %s: size %s; reading pages 2-%d", page.url, page.size, len(urls) + 1)
             # Twice the concurrency: one slow page at the head does not stall the ones behind it.

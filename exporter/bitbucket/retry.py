@@ -53,6 +53,8 @@ class ClientStats:
     seconds_slept: float = 0.0
     budget_wait_seconds: float = 0.0
     duplicate_rows: int = 0
+    #: Further pages that first pages announced by their ``size`` (read concurrently).
+    pages_foreseen: int = 0
     #: Seconds of the 429 pauses begun, and when (time.monotonic()) the current one ends.
     throttle_seconds: float = 0.0
     pause_ends: float = 0.0

@@ -101,6 +101,7 @@ async def test_fan_out_reads_every_page_once_concurrently_in_order(
     assert [p.number for p in pages] == [1, 2, 3, 4, 5]
     # Page 2 answered only after page 5 was asked for: the pages were read concurrently.
     assert listing.most_in_flight > 1 and client.stats.requests == 5
+    assert client.stats.pages_foreseen == 4  # announced by the first page's size
     assert listing.asked[0] == "pagelen=100&fields=next,values.uuid"
     built = [f"fields=next,values.uuid&page={n}&pagelen=2" for n in range(2, 6)]
     assert Counter(listing.asked[1:]) == Counter(built)  # only `page` changed, each once
