@@ -18,6 +18,7 @@ import logging
 import os
 import sqlite3
 import sys
+import tempfile
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
@@ -370,16 +371,33 @@ def _try_lock(fd: int) -> bool:
     return True
 
 
+def _machine_lock(name: str) -> int | None:
+    """An open lock file ``name`` in the machine's temporary folder, shared by every user (a
+    file another user created is opened read-only: a lock needs no write access); None where
+    that folder cannot be used."""
+    folder = Path(tempfile.gettempdir()) / "bbaccess-locks"
+    try:
+        folder.mkdir(mode=0o1777, exist_ok=True)
+        with contextlib.suppress(OSError):
+            folder.chmod(0o1777)  # sticky and open to all, as /tmp itself
+        try:
+            return os.open(folder / name, os.O_CREAT | os.O_RDWR, 0o644)
+        except PermissionError:
+            return os.open(folder / name, os.O_RDONLY)
+    except OSError:
+        return None
+
+
 class RunLock:
     """An exclusive lock for one database file, held for the whole of one snapshot (or prune).
 
     It is keyed by the file's device and inode, not by its path: a lock file
     ``.bbaccess-DEV-INODE.lock`` in the folder of the resolved path, so that a symbolic link, a
-    hard link beside the file or ``..`` takes the same lock as the file itself. (Hard links in
-    two different folders take locks in two folders and are not caught; SQLite itself warns
-    against one database opened by two names, each of which gets its own -wal file.) A missing
+    hard link beside the file or ``..`` takes the same lock as the file itself; and a second one
+    of the same name in the machine's temporary folder, so that a hard link in another folder is
+    caught too (where that folder cannot be written, the first lock alone holds). A missing
     database is created empty first, so that it has an inode before anyone locks it. The
-    operating system releases the lock when the process dies, so a killed run never blocks the
+    operating system releases the locks when the process dies, so a killed run never blocks the
     next.
     """
 
@@ -387,6 +405,7 @@ class RunLock:
         self.db_path = db_path
         self.path: Path | None = None
         self._fd: int | None = None
+        self._machine_fd: int | None = None
 
     def _lock_path(self) -> Path:
         resolved = self.db_path.resolve()
@@ -411,16 +430,20 @@ class RunLock:
                 f"cannot take the run lock {self.path} ({error.strerror}): a snapshot needs "
                 f"write access to the folder of {self.db_path}"
             ) from None
-        if not _try_lock(fd):
-            os.close(fd)
+        machine = _machine_lock(self.path.name)
+        if not _try_lock(fd) or (machine is not None and not _try_lock(machine)):
+            for held in (fd, machine):
+                if held is not None:
+                    os.close(held)
             raise SnapshotRunningError(
                 f"another snapshot is running against {self.db_path} (or the same file by another "
                 "name); wait for it to finish (one snapshot at a time per database)"
             )
-        self._fd = fd
+        self._fd, self._machine_fd = fd, machine
 
     def release(self) -> None:
-        # Closing the file releases the lock.
-        if self._fd is not None:
-            os.close(self._fd)
-            self._fd = None
+        # Closing the files releases the locks.
+        for fd in (self._machine_fd, self._fd):
+            if fd is not None:
+                os.close(fd)
+        self._fd = self._machine_fd = None

@@ -261,17 +261,20 @@ def test_a_stale_running_row_is_aborted_and_its_stage_never_merged(cli: Cli, org
 
 
 def test_one_run_per_database_file_whatever_path_reaches_it(cli: Cli, tmp_path: Path) -> None:
-    """A hard link or a symbolic link to the database takes the same lock as the database."""
+    """A hard link (beside it or in another folder) or a symbolic link to the database takes the
+    same lock as the database."""
     assert cli("snapshot", "-q") == EXIT_OK
     hard = tmp_path / "hard-link.db"
     os.link(cli.db, hard)
     (tmp_path / "elsewhere").mkdir()
     soft = tmp_path / "elsewhere" / "access.db"
     soft.symlink_to(cli.db)
+    far = tmp_path / "elsewhere" / "hard-link-in-another-folder.db"
+    os.link(cli.db, far)
     lock = RunLock(cli.db)
     lock.acquire()
     try:
-        for other in (hard, soft):
+        for other in (hard, soft, far):
             second = Cli(other)
             assert second("snapshot") == EXIT_USAGE, other
             the_line(second.stderr, "bbaccess: another snapshot is running against", str(other))
