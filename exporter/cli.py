@@ -454,15 +454,14 @@ def command_diff(args: argparse.Namespace) -> int:
     if args.sql:
         print(DIFF_SQL)
         return EXIT_OK
-    from exporter.diff_report import DiffFilter, check_filter, load_diff, print_diff
+    from exporter.diff_report import DiffFilter, check_filter, write_diff
 
     wanted = DiffFilter(tuple(args.change), tuple(args.workspace), tuple(args.user),
                         tuple(args.repository), tuple(args.source))
     check_filter(wanted)
-    result = wanted.apply(asyncio.run(load_diff(args.db, args.from_ref, args.to_ref,
-                                                with_baseline=args.baseline)))
-    print_diff(result, fmt=args.format, baseline=args.baseline)
-    return EXIT_CHANGED if args.exit_code and result.changes else EXIT_OK
+    changes = asyncio.run(write_diff(args.db, args.from_ref, args.to_ref, fmt=args.format,
+                                     baseline=args.baseline, wanted=wanted))
+    return EXIT_CHANGED if args.exit_code and changes else EXIT_OK
 
 
 def command_who_can_access(args: argparse.Namespace) -> int:

@@ -8,6 +8,7 @@ churn between two snapshots (one, after the first run) and prints what changed.
 from __future__ import annotations
 
 import random
+import sys
 from pathlib import Path
 
 from sqlalchemy import text
@@ -16,7 +17,7 @@ from exporter.access_report import load_who, print_report
 from exporter.bitbucket import BasicAuth
 from exporter.cli_output import report_run
 from exporter.config import Settings
-from exporter.diff_report import load_diff, print_diff
+from exporter.diff_report import write_diff
 from exporter.export import run_snapshot
 from exporter.simulator import (
     ADMIN_EMAIL,
@@ -77,7 +78,8 @@ async def run_demo(*, db_path: Path, seed: int, churn_rate: float) -> int:
         print(f"\nDay {day + 1}: snapshot")
         worst = max(worst, report_run(await run_snapshot(settings)))
     print()
-    print_diff(await load_diff(db_path, None, None), fmt="table", baseline=False)
+    sys.stdout.flush()
+    await write_diff(db_path, None, None, fmt="table")
     repository = await most_explained_repository(db_path)
     if repository is not None:
         print(f"\nWho can reach {repository}, and through what (bbaccess who-can-access):")

@@ -1,49 +1,94 @@
-"""``bbaccess diff``: resolve two snapshots, run the diff, print it for people or programs."""
+"""``bbaccess diff``: resolve two snapshots, run the diff, print it for people or programs as its
+rows come (memory does not grow with the number of changes)."""
 
 from __future__ import annotations
 
+import csv
 import json
 import sys
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
 
+from sqlalchemy.ext.asyncio import AsyncConnection
+
 from exporter.errors import ConfigError
-from exporter.render import as_csv, table
+from exporter.render import column_widths, table, table_line
 from exporter.store.database import open_database
 from exporter.store.queries import (
     CHANGE_COLUMNS,
     CHANGE_ORDER,
-    Diff,
+    UnverifiedCount,
+    UnverifiedScope,
+    baseline_count,
     complete_snapshot_ids,
     default_pair,
-    diff,
     resolve_snapshot,
+    stream_diff_rows,
+    unverified_scopes,
 )
 
 TABLE_COLUMNS = ("workspace", "change", "object_type", "object_name", "subject_name", "attribute",
                  "old_value", "new_value", "source", "reason")
 
 
-async def load_diff(
-    db_path: Path, from_ref: str | None, to_ref: str | None, *, with_baseline: bool = False
-) -> Diff:
-    """The diff between two snapshot references (ids, dates or timestamps); defaults: the last
-    two complete snapshots (or, with only one, everything it saw as baseline)."""
+async def resolve_pair(
+    conn: AsyncConnection, from_ref: str | None, to_ref: str | None
+) -> tuple[int, int]:
+    """The two snapshots to compare; defaults: the last two complete snapshots (or, with only
+    one, from nothing)."""
+    a, b = await default_pair(conn)
+    if to_ref is not None:
+        b = await resolve_snapshot(conn, to_ref)
+    if from_ref is not None:
+        a = await resolve_snapshot(conn, from_ref)
+    elif to_ref is not None:
+        ids = [i for i in await complete_snapshot_ids(conn) if i < b]
+        a = ids[-1] if ids else 0
+    if a == b:
+        raise ConfigError(_same_snapshot(a, from_ref, to_ref))
+    if a > b:
+        raise ConfigError(f"--from ({a}) is after --to ({b}); swap them")
+    return a, b
+
+
+async def write_diff(
+    db_path: Path,
+    from_ref: str | None,
+    to_ref: str | None,
+    *,
+    fmt: str,
+    baseline: bool = False,
+    wanted: DiffFilter | None = None,
+    out: TextIO | None = None,
+) -> int:
+    """Print the diff between two snapshot references as its rows come, so that memory does not
+    grow with the number of changes; how many changes were listed (after ``wanted``)."""
+    wanted = wanted or DiffFilter()
     engine = await open_database(db_path, create=False)
     try:
         async with engine.connect() as conn:
-            a, b = await default_pair(conn)
-            if to_ref is not None:
-                b = await resolve_snapshot(conn, to_ref)
-            if from_ref is not None:
-                a = await resolve_snapshot(conn, from_ref)
-            elif to_ref is not None:
-                ids = [i for i in await complete_snapshot_ids(conn) if i < b]
-                a = ids[-1] if ids else 0
-            if a == b:
-                raise ConfigError(_same_snapshot(a, from_ref, to_ref))
-            return await diff(conn, a, b, with_baseline=with_baseline)
+            a, b = await resolve_pair(conn, from_ref, to_ref)
+            unverified, per_object = await unverified_scopes(conn, a, b)
+            writer = WRITERS[fmt](out or sys.stdout, a, b)
+            changes = 0
+            if a > 0:  # from nothing, everything is baseline
+                async for row in stream_diff_rows(conn, a, b, baseline=False):
+                    if wanted.keeps(row):
+                        writer.row(row)
+                        changes += 1
+            if baseline or wanted != DiffFilter():
+                count = 0
+                writer.baseline_starts(listed=baseline)
+                async for row in stream_diff_rows(conn, a, b, baseline=True):
+                    if wanted.keeps(row):
+                        count += 1
+                        if baseline:
+                            writer.row(row)
+            else:
+                count = await baseline_count(conn, a, b)
+            writer.end(changes, count, unverified, per_object, listed=baseline)
+            return changes
     finally:
         await engine.dispose()
 
@@ -70,14 +115,6 @@ class DiffFilter:
                 u.lower() in (user[0].lower(), user[1].lower()) for u in self.users)))
         )  # fmt: skip
 
-    def apply(self, result: Diff) -> Diff:
-        if self == DiffFilter():
-            return result
-        changes = [r for r in result.changes if self.keeps(r)]
-        baseline = [r for r in result.baseline if self.keeps(r)]
-        count = len(baseline) if result.baseline else result.baseline_count
-        return replace(result, changes=changes, baseline=baseline, baseline_count=count)
-
 
 def check_filter(wanted: DiffFilter) -> None:
     unknown = [c for c in wanted.changes if c not in CHANGE_ORDER]
@@ -97,42 +134,118 @@ def _same_snapshot(snapshot: int, from_ref: str | None, to_ref: str | None) -> s
             "nothing to compare")
 
 
-def print_diff(result: Diff, *, fmt: str, baseline: bool, out: TextIO | None = None) -> None:
-    out = sys.stdout if out is None else out
-    rows = result.changes + (result.baseline if baseline else [])
-    if fmt == "json":
-        document = {
-            "from_snapshot_id": result.from_id,
-            "to_snapshot_id": result.to_id,
-            "changes": result.changes,
-            "baseline_count": result.baseline_count,
-            "unverified": [vars(u) for u in result.unverified],
-            "unverified_per_object": [vars(u) for u in result.unverified_per_object],
-        }
-        if baseline:
-            document["baseline"] = result.baseline
-        print(json.dumps(document, indent=2, ensure_ascii=False), file=out)
-        return
-    if fmt == "csv":
-        print(as_csv(rows, CHANGE_COLUMNS), end="", file=out)
-        return
-    start = f"snapshot {result.from_id}" if result.from_id else "nothing"
-    print(f"Changes from {start} to snapshot {result.to_id}: {len(result.changes)}", file=out)
-    if rows:
-        print(table(rows, TABLE_COLUMNS), file=out)
-    if result.baseline_count and not baseline:
-        print(f"{result.baseline_count} facts seen for the first time (baseline, not changes); "
-              "--baseline lists them", file=out)
-    if result.unverified:
-        print(f"{len(result.unverified)} scopes not observed in between, so nothing is claimed "
-              "about them:", file=out)
-        for scope in result.unverified:
-            detail = f": {scope.detail}" if scope.detail else ""
-            print(f"  {scope.label} ({scope.outcome}{detail})", file=out)
-    if result.unverified_per_object:
-        total = sum(u.count for u in result.unverified_per_object)
-        print(f"{total} explicit-grant scopes of repositories and projects not observed in "
-              "between (rationed across nights, or refused), so nothing is claimed about them:",
-              file=out)
-        for count in result.unverified_per_object:
-            print(f"  {count.kind}: {count.count} {count.outcome}", file=out)
+class _Writer:
+    """Writes one diff, row by row."""
+
+    def __init__(self, out: TextIO, a: int, b: int) -> None:
+        self.out, self.a, self.b = out, a, b
+
+    def row(self, row: dict[str, Any]) -> None:
+        raise NotImplementedError
+
+    def baseline_starts(self, *, listed: bool) -> None:
+        """The rows that follow are baseline rows."""
+
+    def end(self, changes: int, baseline: int, unverified: list[UnverifiedScope],
+            per_object: list[UnverifiedCount], *, listed: bool) -> None:  # fmt: skip
+        """After the last row."""
+
+
+class _Json(_Writer):
+    """``{from_snapshot_id, to_snapshot_id, changes, baseline?, baseline_count, unverified,
+    unverified_per_object}``, one row a line."""
+
+    def __init__(self, out: TextIO, a: int, b: int) -> None:
+        super().__init__(out, a, b)
+        self.first = True
+        out.write(f'{{\n  "from_snapshot_id": {a},\n  "to_snapshot_id": {b},\n  "changes": [')
+
+    def row(self, row: dict[str, Any]) -> None:
+        text = json.dumps(row, ensure_ascii=False)
+        self.out.write(("\n    " if self.first else ",\n    ") + text)
+        self.first = False
+
+    def _close_list(self) -> None:
+        self.out.write("]" if self.first else "\n  ]")
+
+    def baseline_starts(self, *, listed: bool) -> None:
+        if listed:
+            self._close_list()
+            self.out.write(',\n  "baseline": [')
+            self.first = True
+
+    def end(self, changes: int, baseline: int, unverified: list[UnverifiedScope],
+            per_object: list[UnverifiedCount], *, listed: bool) -> None:  # fmt: skip
+        self._close_list()
+        tail = {"baseline_count": baseline, "unverified": [vars(u) for u in unverified],
+                "unverified_per_object": [vars(u) for u in per_object]}  # fmt: skip
+        for key, value in tail.items():
+            self.out.write(f',\n  "{key}": {json.dumps(value, ensure_ascii=False)}')
+        self.out.write("\n}\n")
+
+
+class _Csv(_Writer):
+    """Every column of ``access_changes``, a header line first."""
+
+    def __init__(self, out: TextIO, a: int, b: int) -> None:
+        super().__init__(out, a, b)
+        self.writer = csv.DictWriter(out, fieldnames=list(CHANGE_COLUMNS), extrasaction="ignore",
+                                     lineterminator="\n")  # fmt: skip
+        self.writer.writeheader()
+
+    def row(self, row: dict[str, Any]) -> None:
+        self.writer.writerow(row)
+
+
+#: Rows a table reads before it fixes its column widths (longer cells are cut, as ever).
+TABLE_SAMPLE = 200
+
+
+class _Table(_Writer):
+    """For people: an aligned table whose widths come from its first rows, then the counts."""
+
+    def __init__(self, out: TextIO, a: int, b: int) -> None:
+        super().__init__(out, a, b)
+        self.held: list[dict[str, Any]] = []
+        self.widths: list[int] | None = None
+        start = f"snapshot {a}" if a else "nothing"
+        out.write(f"Changes from {start} to snapshot {b}:\n")
+
+    def row(self, row: dict[str, Any]) -> None:
+        if self.widths is not None:
+            self.out.write(table_line(row, TABLE_COLUMNS, self.widths) + "\n")
+            return
+        self.held.append(row)
+        if len(self.held) == TABLE_SAMPLE:
+            self._flush()
+
+    def _flush(self) -> None:
+        if self.widths is None and self.held:
+            self.widths = column_widths(self.held, TABLE_COLUMNS)
+            self.out.write(table(self.held, TABLE_COLUMNS, widths=self.widths) + "\n")
+            self.held = []
+
+    def end(self, changes: int, baseline: int, unverified: list[UnverifiedScope],
+            per_object: list[UnverifiedCount], *, listed: bool) -> None:  # fmt: skip
+        self._flush()
+        out = self.out
+        out.write(f"{changes} change{'' if changes == 1 else 's'}\n")
+        if baseline and not listed:
+            out.write(f"{baseline} facts seen for the first time (baseline, not changes); "
+                      "--baseline lists them\n")
+        if unverified:
+            out.write(f"{len(unverified)} scopes not observed in between, so nothing is claimed "
+                      "about them:\n")
+            for scope in unverified:
+                detail = f": {scope.detail}" if scope.detail else ""
+                out.write(f"  {scope.label} ({scope.outcome}{detail})\n")
+        if per_object:
+            total = sum(u.count for u in per_object)
+            out.write(f"{total} explicit-grant scopes of repositories and projects not observed "
+                      "in between (rationed across nights, or refused), so nothing is claimed "
+                      "about them:\n")
+            for count in per_object:
+                out.write(f"  {count.kind}: {count.count} {count.outcome}\n")
+
+
+WRITERS: dict[str, type[_Writer]] = {"json": _Json, "csv": _Csv, "table": _Table}

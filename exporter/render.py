@@ -18,13 +18,28 @@ def _cell(value: Any) -> str:
     return text if len(text) <= MAX_CELL else text[: MAX_CELL - 1] + "…"
 
 
-def table(rows: Sequence[dict[str, Any]], columns: Sequence[str]) -> str:
+def column_widths(rows: Sequence[dict[str, Any]], columns: Sequence[str]) -> list[int]:
+    """The width of each column: its name or its longest (cut) cell."""
+    return [max([len(c), *(len(_cell(row.get(c))) for row in rows)]) for c in columns]
+
+
+def table_line(row: dict[str, Any], columns: Sequence[str], widths: Sequence[int]) -> str:
+    """One row at fixed widths; a cell longer than its column is cut with an ellipsis."""
+    cells = []
+    for column, width in zip(columns, widths, strict=True):
+        text = _cell(row.get(column))
+        cells.append((text if len(text) <= width else text[: width - 1] + "…").ljust(width))
+    return "  ".join(cells).rstrip()
+
+
+def table(
+    rows: Sequence[dict[str, Any]], columns: Sequence[str], *, widths: Sequence[int] | None = None
+) -> str:
     """An aligned plain-text table with a header line; long cells are cut with an ellipsis."""
-    cells = [[_cell(row.get(c)) for c in columns] for row in rows]
-    widths = [max([len(c), *(len(r[i]) for r in cells)]) for i, c in enumerate(columns)]
+    widths = column_widths(rows, columns) if widths is None else widths
     lines = ["  ".join(c.ljust(w) for c, w in zip(columns, widths, strict=True)).rstrip()]
     lines.append("  ".join("-" * w for w in widths))
-    lines += ["  ".join(v.ljust(w) for v, w in zip(r, widths, strict=True)).rstrip() for r in cells]
+    lines += [table_line(row, columns, widths) for row in rows]
     return "\n".join(lines)
 
 

@@ -7,6 +7,7 @@ observation at or before it. The diff's SQL is ``exporter.store.sql.DIFF_SQL``.
 from __future__ import annotations
 
 import re
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
@@ -201,6 +202,31 @@ async def default_pair(conn: AsyncConnection) -> tuple[int, int]:
 #: The diff without its baseline rows, and those rows alone (a first snapshot has one per fact).
 CHANGES_ONLY_SQL = f"SELECT * FROM ({DIFF_SQL}) WHERE change <> 'baseline'"
 BASELINE_SQL = f"SELECT * FROM ({DIFF_SQL}) WHERE change = 'baseline'"
+#: The same rows in the order ``bbaccess diff`` prints them, sorted by SQLite (which spills to
+#: disk), so that they can be streamed with memory that does not grow with their number.
+ORDER_SQL = """ ORDER BY coalesce(workspace, ''), CASE change {whens} END,
+    coalesce(object_name, ''), coalesce(subject_name, ''), coalesce(attribute, '')""".format(
+    whens=" ".join(f"WHEN '{c}' THEN {i}" for i, c in enumerate(CHANGE_ORDER))
+)
+
+
+async def stream_diff_rows(
+    conn: AsyncConnection, a: int, b: int, *, baseline: bool
+) -> AsyncIterator[dict[str, Any]]:
+    """The changes (or, with ``baseline``, the baseline rows) from ``a`` to ``b``, one at a time,
+    in the order of ``diff``."""
+    sql = (BASELINE_SQL if baseline else CHANGES_ONLY_SQL) + ORDER_SQL
+    result = await conn.stream(text(sql), {"a": a, "b": b})
+    async for row in result:
+        yield dict(row._mapping)
+
+
+async def baseline_count(conn: AsyncConnection, a: int, b: int) -> int:
+    """How many baseline rows the diff from ``a`` to ``b`` has, without listing them."""
+    sql = FROM_NOTHING_COUNT_SQL if a == 0 else DIFF_BASELINE_COUNT_SQL
+    return int((await conn.execute(text(sql), {"a": a, "b": b})).scalar_one())
+
+
 #: From nothing (``a`` = 0) no scope has an ok observation at or before ``a``, so by the diff's
 #: rules every fact known at ``b`` is a baseline and nothing is a change: only a count is left.
 FROM_NOTHING_COUNT_SQL = """SELECT
