@@ -49,15 +49,15 @@ async def _snapshot(conn: AsyncConnection, at: str | None) -> int:
 async def _load(
     db: Path,
     at: str | None,
-    resolve: Callable[[AsyncConnection, str], Awaitable[tuple[str, str]]],
+    resolve: Callable[[AsyncConnection, str, int], Awaitable[tuple[str, str]]],
     name: str,
     query: Callable[[AsyncConnection, str, int], Awaitable[list[Access]]],
 ) -> Report:
     engine = await open_database(db, create=False)
     try:
         async with engine.connect() as conn:
-            uuid, label = await resolve(conn, name)
             s = await _snapshot(conn, at)
+            uuid, label = await resolve(conn, name, s)
             return Report(label, s, await query(conn, uuid, s))
     finally:
         await engine.dispose()
@@ -70,7 +70,10 @@ async def load_who(db: Path, repository: str, at: str | None) -> Report:
 
 async def load_access(db: Path, user: str, at: str | None) -> Report:
     """What ``user`` can reach at ``at`` (default: the last complete snapshot)."""
-    return await _load(db, at, resolve_user, user, access_of)
+    async def by_name(conn: AsyncConnection, who: str, _s: int) -> tuple[str, str]:
+        return await resolve_user(conn, who)
+
+    return await _load(db, at, by_name, user, access_of)
 
 
 def _via(source: Any) -> str:

@@ -377,6 +377,13 @@ def load_settings(
     if auth is None and not workspaces:
         # Only per-workspace credentials: read those workspaces.
         workspaces = tuple(per_workspace)
+    orphans = [slug for slug in workspaces if auth is None and slug not in per_workspace]
+    if orphans:
+        raise ConfigError(
+            f"workspace {orphans[0]!r} has no credential to read it: add [credentials."
+            f"{orphans[0]}] or a default [credential] to {name}, or set BITBUCKET_EMAIL and "
+            "BITBUCKET_API_TOKEN"
+        )
     settings = replace(settings, auth=auth, workspace_auth=per_workspace, workspaces=workspaces)
     return settings, pick.sources
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import csv
 import json
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -77,11 +77,13 @@ async def write_diff(
                     if wanted.keeps(row):
                         writer.row(row)
                         changes += 1
-            if baseline or wanted != DiffFilter():
+            # Baseline rows are no change: --change leaves them be, the other filters apply.
+            facts = replace(wanted, changes=())
+            if baseline or facts != DiffFilter():
                 count = 0
                 writer.baseline_starts(listed=baseline)
                 async for row in stream_diff_rows(conn, a, b, baseline=True):
-                    if wanted.keeps(row):
+                    if facts.keeps(row):
                         count += 1
                         if baseline:
                             writer.row(row)

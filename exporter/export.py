@@ -104,7 +104,8 @@ class Knowledge:
     workspaces: list[WorkspaceRef] = field(default_factory=list)
     objects: list[KnownObject] = field(default_factory=list)
     history: dict[tuple[str, str], tuple[int | None, bool]] = field(default_factory=dict)
-    workspace_requests: int = 0
+    #: Requests of each workspace's workspace-wide listings, as last observed (uuid -> count).
+    workspace_requests: dict[str, int] = field(default_factory=dict)
 
 
 @dataclass
@@ -289,19 +290,23 @@ class Run:
         return report
 
     def _announce(self, listings: int, workspaces: list[WorkspaceRef]) -> None:
-        uuids = {ws.uuid for ws in workspaces}
-        objects = [o for o in self.knowledge.objects if o.workspace_uuid in uuids]
-        per_object = sum(len(per_object_kinds(o.object_type)) for o in objects)
-        never = sum(
-            1
-            for o in objects
-            for spec in per_object_kinds(o.object_type)
-            if self.knowledge.history.get((spec.kind.value, o.uuid), (None, False))[0] is None
-        )
-        expected, basis = expected_requests(listings, self.knowledge)
-        plan = plan_night(workspace_requests=expected, per_object=per_object,
-                          never_observed=never, budget=self.night)  # fmt: skip
-        log.info("%s", night_line(plan, self.night, basis, first=not self.knowledge.objects))
+        """The plan line of each credential (each has its own budget), before anything is read."""
+        by_reader: dict[str, list[WorkspaceRef]] = {}
+        for ws in workspaces:
+            by_reader.setdefault(self.reader_for(ws).name, []).append(ws)
+        for name, group in by_reader.items():
+            uuids = {ws.uuid for ws in group}
+            objects = [o for o in self.knowledge.objects if o.workspace_uuid in uuids]
+            kinds = [(o, spec) for o in objects for spec in per_object_kinds(o.object_type)]
+            never = sum(1 for o, spec in kinds if self.knowledge.history.get(
+                (spec.kind.value, o.uuid), (None, False))[0] is None)  # fmt: skip
+            share = listings * len(group) // max(len(workspaces), 1)
+            expected, basis = expected_requests(share, self.knowledge, uuids)
+            plan = plan_night(workspace_requests=expected, per_object=len(kinds),
+                              never_observed=never, budget=self.night)  # fmt: skip
+            who = "" if len(by_reader) == 1 else f" ({name})"
+            line = night_line(plan, self.night, basis, first=not self.knowledge.objects)
+            log.info("%s%s", line, who)
 
     def _progress_plan(self, listings: int) -> Plan:
         expected, basis = expected_requests(listings, self.knowledge)
@@ -417,13 +422,18 @@ class Run:
         return reports
 
 
-def expected_requests(listings: int, knowledge: Knowledge) -> tuple[int, str]:
-    """How many requests the workspace-wide listings should take: as many as at their latest
-    observations, or, on a first run, one page per listing (large listings add pages)."""
-    if knowledge.workspace_requests > 0:
-        return knowledge.workspace_requests + 1, "as last observed"
+def expected_requests(
+    listings: int, knowledge: Knowledge, workspaces: set[str] | None = None
+) -> tuple[int, str]:
+    """How many requests the workspace-wide listings (of ``workspaces``, or all) should take: as
+    many as at their latest observations, or, on a first run, one page per listing (large
+    listings add pages)."""
+    known = knowledge.workspace_requests
+    last = sum(n for uuid, n in known.items() if workspaces is None or uuid in workspaces)
+    if last > 0:
+        return last + 1, "as last observed"
     previous = knowledge.previous
-    if previous is not None and previous[1] > 0:
+    if previous is not None and previous[1] > 0 and workspaces is None:
         return previous[1], f"as snapshot {previous[0]}"
     return listings + 1, "one page per listing; more for large listings"
 

@@ -166,3 +166,15 @@ def test_a_bad_configuration_file_names_the_key(tmp_path: Path, text: str, messa
 def test_no_database_anywhere_says_where_to_give_one() -> None:
     with pytest.raises(ConfigError, match="--db PATH, BBACCESS_DB or db ="):
         load_settings(flags={}, env=BASIC, config_path=None)
+
+
+def test_a_named_workspace_without_a_credential_is_refused(tmp_path: Path) -> None:
+    config = write(tmp_path / "bbaccess.toml", """
+db = "x.db"
+workspaces = ["acme", "globex"]
+[credentials.acme]
+email = "acme-admin@example.com"
+api_token = "acme-secret"
+""")
+    with pytest.raises(ConfigError, match=r"workspace 'globex' has no credential to read it"):
+        load_settings(flags={}, env={}, config_path=config)

@@ -126,8 +126,9 @@ def test_first_run_expects_one_page_per_listing() -> None:
     # A database written before requests were counted per listing: the last run's total.
     assert expected_requests(25, Knowledge(previous=(7, 4210))) == (4210, "as snapshot 7")
     # Then the pages each workspace-wide listing took at its latest observation.
-    known = Knowledge(previous=(7, 9000), workspace_requests=4110)
+    known = Knowledge(previous=(7, 9000), workspace_requests={"{a}": 4000, "{b}": 110})
     assert expected_requests(25, known) == (4111, "as last observed")
+    assert expected_requests(5, known, {"{b}"}) == (111, "as last observed")
 
 
 async def test_progress_is_logged_when_not_on_a_terminal(caplog: pytest.LogCaptureFixture) -> None:

@@ -111,23 +111,41 @@ def flag(access: Access, unobserved: list[str]) -> None:
         )
 
 
-async def resolve_repository(conn: AsyncConnection, name: str) -> tuple[str, str]:
-    """(uuid, label) of ``WORKSPACE/REPO``; an unknown name lists the names it could mean."""
+#: Repositories by ``WORKSPACE/REPO`` as they were named at snapshot ``:s``.
+NAMED_AT_SQL = """SELECT o.uuid, w.slug || '/' || o.slug
+  FROM objects o JOIN scopes sc ON sc.id = o.scope_id
+  JOIN objects w ON w.uuid = sc.workspace_uuid AND w.object_type = 'workspace'
+   AND w.valid_from <= :s AND (w.valid_to IS NULL OR w.valid_to > :s)
+ WHERE o.object_type = 'repository' AND o.valid_from <= :s
+   AND (o.valid_to IS NULL OR o.valid_to > :s)
+   AND lower(w.slug || '/' || o.slug) = lower(:n)"""
+
+
+async def resolve_repository(conn: AsyncConnection, name: str, s: int) -> tuple[str, str]:
+    """(uuid, label) of ``WORKSPACE/REPO``: the repository of that name at snapshot ``s``, else
+    the one that bears it now (a renamed repository is found by either name). An unknown name
+    lists the names it could mean."""
     if "/" not in name:
         raise ConfigError(f"name the repository as WORKSPACE/REPO (acme/api), not {name!r}")
-    rows = (
-        await conn.execute(
-            text("SELECT uuid, label FROM labels WHERE object_type = 'repository' "
-                 "AND lower(label) = lower(:n)"),
-            {"n": name},
-        )
-    ).all()
+    rows = (await conn.execute(text(NAMED_AT_SQL), {"n": name, "s": s})).all()
+    if not rows:
+        rows = (
+            await conn.execute(
+                text("SELECT uuid, label FROM labels WHERE object_type = 'repository' "
+                     "AND lower(label) = lower(:n)"),
+                {"n": name},
+            )
+        ).all()
     if len(rows) == 1:
         return str(rows[0][0]), str(rows[0][1])
+    if len(rows) > 1:
+        # Deleted and created again under the same name, neither there at that snapshot.
+        raise ConfigError(f"{name!r} named {len(rows)} repositories, none of them at snapshot "
+                          f"{s}; give --at a snapshot where the one you mean existed")
     slug = name.rsplit("/", 1)[1]
     near = (
         await conn.execute(
-            text("SELECT label FROM labels WHERE object_type = 'repository' "
+            text("SELECT DISTINCT label FROM labels WHERE object_type = 'repository' "
                  "AND label LIKE :p ORDER BY label LIMIT 10"),
             {"p": f"%{slug}%"},
         )

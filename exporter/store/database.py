@@ -154,10 +154,13 @@ def create_engine_for(path: Path) -> AsyncEngine:
 
 def _read_only_uri(path: Path) -> str:
     """A read-only SQLite URI for ``path``. Where bbaccess may not write beside the file (a
-    read-only file or folder: an auditor's copy), the file is opened as immutable: SQLite then
-    needs no -wal or -shm file, and takes no lock."""
+    read-only file or folder: an auditor's copy) and no write-ahead log holds pages, the file is
+    opened as immutable: SQLite then needs no -wal or -shm file, and takes no lock. (SQLite
+    ignores the log of an immutable file, and would answer as of the last checkpoint.)"""
     uri = f"file:{quote(str(path.resolve()))}?mode=ro"
-    if not _writable(path):
+    wal = path.resolve().with_name(path.resolve().name + "-wal")
+    logged = wal.exists() and wal.stat().st_size > 0
+    if not logged and not _writable(path):
         uri += "&immutable=1"
     return uri
 

@@ -366,19 +366,18 @@ async def per_object_history(
     }
 
 
-async def workspace_requests_estimate(conn: AsyncConnection) -> int:
-    """Requests the workspace-wide listings took at their latest ok observations (0: unknown)."""
-    total = (
-        await conn.execute(
-            text(
-                "SELECT coalesce(sum(o.requests), 0) FROM scopes s JOIN observations o "
-                "ON o.scope_id = s.id AND o.snapshot_id = (SELECT max(x.snapshot_id) "
-                "FROM observations x WHERE x.scope_id = s.id AND x.outcome = 'ok') "
-                "WHERE s.parent_scope_id IS NULL"
-            )
+async def workspace_requests_estimate(conn: AsyncConnection) -> dict[str, int]:
+    """{workspace uuid: requests its workspace-wide listings took at their latest ok
+    observations} (empty: unknown)."""
+    rows = await conn.execute(
+        text(
+            "SELECT s.workspace_uuid, coalesce(sum(o.requests), 0) FROM scopes s "
+            "JOIN observations o ON o.scope_id = s.id AND o.snapshot_id = (SELECT "
+            "max(x.snapshot_id) FROM observations x WHERE x.scope_id = s.id AND x.outcome = 'ok') "
+            "WHERE s.parent_scope_id IS NULL GROUP BY s.workspace_uuid"
         )
-    ).scalar_one()
-    return int(total)
+    )
+    return {str(uuid): int(total) for uuid, total in rows if total}
 
 
 @dataclass(frozen=True)

@@ -17,6 +17,7 @@ import pytest
 from exporter.cli import build_parser
 from exporter.cli_output import EXIT_CHANGED, EXIT_GAPS, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE
 from exporter.simulator import ADMIN_EMAIL, ADMIN_TOKEN, Org, apply_churn
+from exporter.store import database
 from exporter.store.database import RunLock
 from tests.integration.conftest import Cli, ThreadedSimulator, churn_rng
 
@@ -392,3 +393,29 @@ def test_prune_keeps_the_answers_of_what_it_keeps(cli: Cli, org: Org) -> None:
     after = cli.diff_json("--from", "0", "--to", "4", "--baseline")
     assert after["baseline_count"] == first_diff["baseline_count"]
     assert after["changes"] == first_diff["changes"] == []
+
+
+def test_a_reader_who_may_not_write_still_sees_what_the_log_holds(
+    cli: Cli, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The admin reading the service's database: committed pages still in the -wal count."""
+    assert cli("snapshot") == EXIT_OK
+    writer = sqlite3.connect(cli.db, isolation_level=None)
+    try:
+        writer.execute("PRAGMA wal_autocheckpoint=0")
+        writer.execute("UPDATE snapshots SET message = 'in the log' WHERE id = 1")
+        assert Path(f"{cli.db}-wal").stat().st_size > 0
+        monkeypatch.setattr(database, "_writable", lambda path: False)
+        assert cli("snapshots", "--format", "json") == EXIT_OK, cli.stderr
+        assert '"message": "in the log"' in cli.stdout
+    finally:
+        writer.close()
+
+
+def test_change_filters_leave_the_baseline_count(cli: Cli, org: Org) -> None:
+    assert cli("snapshot") == EXIT_OK
+    everything = cli.diff_json("--from", "0")["baseline_count"]
+    assert everything > 0
+    assert cli.diff_json("--from", "0", "--change", "granted")["baseline_count"] == everything
+    slug = sorted(w.slug for w in org.workspaces.values())[0]
+    assert 0 < cli.diff_json("--from", "0", "--workspace", slug)["baseline_count"] < everything

@@ -135,3 +135,15 @@ def test_each_credential_has_its_own_budget(configured: tuple[Cli, Path, str]) -
     # would have left nothing for explicit grants after about 20 requests of listings.
     assert read > 0 and total > 20
     assert "fit tonight after" in cli.stderr and "--max-requests 20" in cli.stderr
+
+
+def test_each_credential_gets_its_own_plan_line(
+    configured: tuple[Cli, Path, str], org: Org
+) -> None:
+    cli, config, admin_ws = configured
+    assert cli("snapshot", "--config", str(config)) == EXIT_GAPS
+    assert cli("snapshot", "--config", str(config)) == EXIT_GAPS
+    plans = [line for line in cli.stderr.splitlines() if " plan: " in line]
+    assert len(plans) == 2
+    assert any(line.endswith(f"(workspace {admin_ws})") for line in plans)
+    assert any(line.endswith("(the default credential)") for line in plans)

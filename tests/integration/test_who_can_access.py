@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import random
 from collections.abc import Iterator
+from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -145,3 +146,26 @@ def test_a_grant_above_the_effective_level_is_flagged(
     assert mine["effective"] == "read"
     assert any(s["source"] == "direct" and s["granted"] == "admin" for s in mine["sources"])
     assert any("direct grants admin but the effective level is read" in f for f in mine["flags"])
+
+
+def test_a_name_means_the_repository_that_bore_it_at_that_snapshot(cli: Cli, org: Org) -> None:
+    ws = sorted(org.workspaces.values(), key=lambda w: w.slug)[0]
+    old = sorted(ws.repositories.values(), key=lambda r: r.slug)[0]
+    renamed = sorted(ws.repositories.values(), key=lambda r: r.slug)[1]
+    was = renamed.slug
+    assert cli("snapshot") == EXIT_OK
+    # Deleted, then another repository created under the same name; another one renamed.
+    ws.remove_repository(old.uuid)
+    again = replace(old, uuid="{again}")
+    ws.add_repository(again)
+    ws.update_repository(renamed.uuid, slug=was + "-v2")
+    assert cli("snapshot") == EXIT_OK
+    name = f"{ws.slug}/{old.slug}"
+    assert cli("who-can-access", name, "--format", "json") == EXIT_OK, cli.stderr
+    assert {a["repository_uuid"] for a in json.loads(cli.stdout)["access"]} <= {"{again}"}
+    assert cli("who-can-access", name, "--at", "1", "--format", "json") == EXIT_OK, cli.stderr
+    assert {a["repository_uuid"] for a in json.loads(cli.stdout)["access"]} == {old.uuid}
+    # A renamed repository is found by its old name at an old snapshot, and by its new one.
+    for label, at in ((f"{ws.slug}/{was}", "1"), (f"{ws.slug}/{was}-v2", "2")):
+        assert cli("who-can-access", label, "--at", at, "--format", "json") == EXIT_OK
+        assert {a["repository_uuid"] for a in json.loads(cli.stdout)["access"]} == {renamed.uuid}
