@@ -17,7 +17,7 @@ from exporter.crawl.fetchers import list_workspaces
 from exporter.crawl.records import ScopeKind, ScopeTarget, WorkspaceRef
 from exporter.crawl.scopes import PER_OBJECT, WORKSPACE_WIDE, ScopeSpec
 from exporter.errors import ApiError, AuthenticationError, ScopeError, UnsafeUrlError
-from exporter.ration import Reader
+from exporter.readers import Reader
 
 PAGE = 100
 

@@ -16,7 +16,7 @@ from exporter.cli_output import EXIT_AUTH, EXIT_GAPS, EXIT_OK
 from exporter.config import load_settings
 from exporter.crawl.plan import NightBudget, night_line, plan_night
 from exporter.errors import ConfigError
-from exporter.export import make_readers
+from exporter.readers import make_readers
 from exporter.render import table
 
 COLUMNS = ("workspace", "kind", "readable", "size", "detail")

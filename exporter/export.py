@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Sequence
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -23,9 +23,7 @@ import aiohttp
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from exporter import __version__
-from exporter.bitbucket import Auth, BitbucketClient, RateBudget
 from exporter.config import Settings
-from exporter.crawl.fetchers import fetch_workspace, list_workspaces
 from exporter.crawl.plan import (
     Candidate,
     NightBudget,
@@ -39,16 +37,18 @@ from exporter.crawl.plan import (
 from exporter.crawl.records import (
     ObjectRecord,
     Outcome,
-    Record,
     ScopeKind,
     ScopeRef,
     ScopeTarget,
     WorkspaceRef,
 )
 from exporter.crawl.scopes import WORKSPACE_WIDE, per_object_kinds
-from exporter.errors import ExporterError, ForbiddenError, ScopeError, UnsafeUrlError
+from exporter.discovery import discover, observe_vanished
+from exporter.errors import ExporterError
+from exporter.observe import Pages, ScopeReport, observe_scope
 from exporter.progress import Counts, Plan, show_progress
-from exporter.ration import Rationer, Reader
+from exporter.ration import Rationer
+from exporter.readers import Reader, Readers, counters_of, make_readers
 from exporter.store.database import (
     NOT_MERGED,
     RunFailedError,
@@ -69,17 +69,6 @@ from exporter.store.writer import RunCounters, SnapshotSummary, SnapshotWriter
 
 log = logging.getLogger(__name__)
 
-Pages = AsyncIterator[Sequence[Record]]
-#: Each credential's reader: None for the default credential, else the workspace slug.
-Readers = dict[str | None, Reader]
-
-
-@dataclass(frozen=True)
-class ScopeReport:
-    label: str
-    outcome: Outcome
-    rows: int
-    detail: str | None = None
 
 
 @dataclass
@@ -117,37 +106,6 @@ class Listed:
     forbidden: set[tuple[str, ScopeKind]] = field(default_factory=set)
 
 
-def workspace_scopes(ws: WorkspaceRef) -> dict[ScopeKind, ScopeRef]:
-    """The workspace-wide scopes of ``ws``, labelled by the endpoint that reads them."""
-    target = ScopeTarget.of_workspace(ws)
-    return {spec.kind: spec.ref(target) for spec in WORKSPACE_WIDE}
-
-
-async def observe_scope(
-    writer: SnapshotWriter,
-    scope: ScopeRef,
-    read: Callable[[], Pages],
-    *,
-    scope_id: int | None = None,
-) -> ScopeReport:
-    """Read one scope to its last page, staging each page; record how it ended."""
-    if scope_id is None:
-        scope_id = await writer.scope_id(scope)
-    rows, pages, outcome, detail = 0, 0, Outcome.OK, None
-    try:
-        async for batch in read():
-            pages += 1
-            await writer.stage(scope_id, batch)
-            rows += len(batch)
-    except (ScopeError, UnsafeUrlError) as error:
-        outcome = error.outcome if isinstance(error, ScopeError) else Outcome.FAILED
-        detail = str(error)
-        log.warning("%s: %s (%s)", scope.label, outcome, detail)
-    await writer.finish_scope(scope_id, outcome, detail, requests=pages)
-    log.info("%s: %s, %d records", scope.label, outcome, rows)
-    return ScopeReport(scope.label, outcome, rows, detail)
-
-
 def _listed_pages(
     read: Callable[[], Pages], ws: WorkspaceRef, listed: list[KnownObject]
 ) -> Callable[[], Pages]:
@@ -163,68 +121,6 @@ def _listed_pages(
             yield batch
 
     return pages
-
-
-async def discover(
-    readers: Readers, settings: Settings
-) -> tuple[list[tuple[WorkspaceRef, ObjectRecord | None]], list[str]]:
-    """The workspaces to read: those named (on the command line or in the configuration), else
-    every one the default credential sees, and every workspace that has a credential of its own."""
-    default = readers.get(None)
-    found: dict[str, tuple[WorkspaceRef, ObjectRecord | None]] = {}
-    unreachable: list[str] = []
-    if not settings.workspaces and default is not None:
-        for ws in await list_workspaces(default.client):
-            found[ws.uuid] = (ws, None)
-    named = settings.workspaces or tuple(s for s in readers if s is not None)
-    listed = {ws.slug for ws, _ in found.values()}
-    for slug in named:
-        if slug in listed and slug not in readers:
-            continue
-        reader = readers.get(slug) or default
-        assert reader is not None  # load_settings names a workspace for every credential
-        try:
-            record = await fetch_workspace(reader.client, slug)
-        except ForbiddenError as error:
-            unreachable.append(f"workspace {slug!r} is not visible to {reader.name} ({error})")
-            continue
-        except (ScopeError, UnsafeUrlError) as error:
-            unreachable.append(f"workspace {slug!r} could not be read ({error})")
-            continue
-        # The same workspace named twice (by slug and by {uuid}) is read once.
-        ref = WorkspaceRef(record.uuid, record.slug)
-        found = {u: w for u, w in found.items() if w[0].slug != record.slug}
-        found.setdefault(record.uuid, (ref, record))
-    return list(found.values()), unreachable
-
-
-async def observe_vanished(
-    writer: SnapshotWriter, known: list[WorkspaceRef], seen: set[str]
-) -> list[ScopeReport]:
-    """Workspaces read before that the credential no longer lists: their scopes are recorded as
-    forbidden this time, so that nothing about them is claimed and the run reports the gap."""
-    reports = []
-    for ws in known:
-        if ws.uuid in seen:
-            continue
-        detail = f"workspace {ws.slug!r} is no longer listed by /2.0/user/workspaces"
-        log.warning("%s", detail)
-        for scope in workspace_scopes(ws).values():
-            await writer.finish_scope(await writer.scope_id(scope), Outcome.FORBIDDEN, detail)
-            reports.append(ScopeReport(scope.label, Outcome.FORBIDDEN, 0, detail))
-    return reports
-
-
-def counters_of(readers: Readers) -> RunCounters:
-    """What every credential's client counted, added up."""
-    stats = [reader.client.stats for reader in readers.values()]
-    return RunCounters(
-        requests=sum(s.requests for s in stats),
-        retries=sum(s.retries for s in stats),
-        throttled=sum(s.throttled for s in stats),
-        wait_seconds=sum(s.budget_wait_seconds for s in stats),
-        backoff_seconds=sum(s.seconds_slept for s in stats),
-    )
 
 
 class Run:
@@ -468,31 +364,6 @@ async def load_knowledge(writer_engine: Any) -> Knowledge:
             history=await per_object_history(conn, objects),
             workspace_requests=await workspace_requests_estimate(conn),
         )
-
-
-def make_readers(
-    session: aiohttp.ClientSession,
-    settings: Settings,
-    *,
-    sleep: Callable[[float], Awaitable[None]],
-    clock: Callable[[], float],
-) -> Readers:
-    """A client and a rate budget for each credential: the default one (key None) and each
-    workspace's own."""
-    credentials: dict[str | None, Auth] = {}
-    credentials.update(settings.workspace_auth.items())
-    if settings.auth is not None:
-        credentials[None] = settings.auth
-    readers: Readers = {}
-    for key, auth in credentials.items():
-        budget = RateBudget(*settings.rate, clock=clock, sleep=sleep)
-        client = BitbucketClient(
-            session, base_url=settings.api_url, auth=auth, concurrency=settings.concurrency,
-            retry=settings.retry, sleep=sleep, timeout=settings.timeout, budget=budget,
-        )  # fmt: skip
-        name = "the default credential" if key is None else f"workspace {key}"
-        readers[key] = Reader(name, client, budget, budget.now())
-    return readers
 
 
 async def end_failed(

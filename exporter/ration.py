@@ -11,36 +11,19 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable
 
-from exporter.bitbucket import BitbucketClient, RateBudget
 from exporter.crawl.plan import Candidate, NightBudget
-from exporter.crawl.records import Record, ScopeRef, ScopeTarget
-from exporter.crawl.scopes import ScopeSpec
+from exporter.crawl.records import ScopeRef
+from exporter.observe import Pages
+from exporter.readers import Reader
 from exporter.store.writer import SnapshotWriter
 
 log = logging.getLogger(__name__)
 
 #: Per-object scopes registered per transaction.
 REGISTER_BATCH = 500
-
-Pages = AsyncIterator[Sequence[Record]]
 Observe = Callable[[ScopeRef, Callable[[], Pages], int], Awaitable[object]]
-
-
-@dataclass
-class Reader:
-    """One credential's side of a run: its client, its rate budget, and when the run began on
-    the budget's clock (deadlines are measured on it)."""
-
-    name: str  # "the default credential" or the workspace it reads
-    client: BitbucketClient
-    budget: RateBudget
-    started: float
-
-    def pages(self, spec: ScopeSpec, target: ScopeTarget) -> Callable[[], Pages]:
-        return lambda: spec.pages(self.client, target)
 
 
 class Rationer:
