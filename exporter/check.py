@@ -40,7 +40,11 @@ class WorkspaceCheck:
     def pages(self) -> int:
         """Requests the workspace-wide listings take, by the sizes they report."""
         sized = [k for k in self.kinds if k.kind in WIDE_NAMES]
-        return sum(1 if k.size is None else max(1, math.ceil(k.size / PAGE)) for k in sized)
+        # /1.0/groups answers in one request however many groups it lists.
+        return sum(
+            1 if k.size is None or k.kind == ScopeKind.GROUPS else max(1, math.ceil(k.size / PAGE))
+            for k in sized
+        )
 
     def objects(self) -> int:
         """Repositories and projects: each has two per-object scopes."""
