@@ -49,8 +49,6 @@ from exporter.errors import (
 
 log = logging.getLogger("bbaccess")
 
-DIFF_COLUMNS = ("workspace", "change", "object_type", "object_name", "subject_name", "attribute",
-                "old_value", "new_value", "source", "reason")
 SNAPSHOT_COLUMNS = ("id", "status", "started_at", "seconds", "requests", "retries", "throttled",
                     "waited", "ok", "forbidden", "failed", "skipped", "message")
 

@@ -42,7 +42,6 @@ def _fields(*names: str) -> str:
 
 USER_WORKSPACES_FIELDS = _fields("administrator", "workspace.uuid", "workspace.slug")
 WORKSPACE_FIELDS = "uuid,slug,name,is_private"
-WORKSPACE_ROLES_FIELDS = _fields("permission", _USER_FIELDS)
 PROJECTS_FIELDS = _fields("uuid", "key", "name", "is_private")
 REPOSITORIES_FIELDS = _fields("uuid", "slug", "name", "is_private", "project.uuid")
 REPOSITORY_PERMISSIONS_FIELDS = _fields("permission", "repository.uuid", _USER_FIELDS)

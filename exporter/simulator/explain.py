@@ -31,8 +31,6 @@ GROUP = "group"
 PROJECT = "project"
 PROJECT_GROUP = "project group"
 OWNER = "workspace owner"
-#: Every source kind, in the order sources sort (alphabetical, as ``Source`` compares fields).
-SOURCE_KINDS = (DIRECT, GROUP, PROJECT, PROJECT_GROUP, OWNER)
 
 
 @dataclass(frozen=True, order=True)

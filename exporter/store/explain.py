@@ -142,5 +142,3 @@ SELECT coalesce(wl.label, sc.workspace_uuid) AS workspace,
   LEFT JOIN labels wl ON wl.uuid = sc.workspace_uuid
   LEFT JOIN users u ON u.uuid = j.user_uuid"""
 
-
-CURRENT_ACCESS_SOURCES_SQL = sources_sql(at_snapshot=False)

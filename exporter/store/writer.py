@@ -34,8 +34,6 @@ from exporter.store.sql import REFRESH_LABELS
 
 log = logging.getLogger(__name__)
 
-#: Why a scope was closed without being read: its object left an ok listing of its parent.
-CLOSURE_DELETED = "deleted"
 STAGE_OBJECT = (
     "INSERT OR REPLACE INTO stage_objects (snapshot_id, scope_id, uuid, object_type, slug, name, "
     "is_private, parent_uuid) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
