@@ -205,7 +205,8 @@ BASELINE_SQL = f"SELECT * FROM ({DIFF_SQL}) WHERE change = 'baseline'"
 #: The same rows in the order ``bbaccess diff`` prints them, sorted by SQLite (which spills to
 #: disk), so that they can be streamed with memory that does not grow with their number.
 ORDER_SQL = """ ORDER BY coalesce(workspace, ''), CASE change {whens} END,
-    coalesce(object_name, ''), coalesce(subject_name, ''), coalesce(attribute, '')""".format(
+    coalesce(object_name, ''), coalesce(subject_name, ''), coalesce(attribute, ''),
+    coalesce(object_uuid, ''), coalesce(subject_uuid, ''), scope_id""".format(
     whens=" ".join(f"WHEN '{c}' THEN {i}" for i, c in enumerate(CHANGE_ORDER))
 )
 
@@ -265,6 +266,10 @@ def _change_sort_key(row: dict[str, Any]) -> tuple[Any, ...]:
         row["object_name"] or "",
         row["subject_name"] or "",
         row["attribute"] or "",
+        # Ties (two repositories of one name) broken by key: the order is the same every time.
+        row["object_uuid"] or "",
+        row["subject_uuid"] or "",
+        row["scope_id"],
     )
 
 
