@@ -221,7 +221,12 @@ def check_integrity(path: Path) -> None:
     try:
         with contextlib.closing(sqlite3.connect(_read_only_uri(path), uri=True)) as conn:
             conn.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
-            problems = [str(r[0]) for r in conn.execute("PRAGMA quick_check(3)") if r[0] != "ok"]
+            problems = [
+                # One line: SQLite heads its report with "*** in database main ***" and a newline.
+                " ".join(str(r[0]).replace("*** in database main ***", "").split())
+                for r in conn.execute("PRAGMA quick_check(3)")
+                if r[0] != "ok"
+            ]
     except sqlite3.DatabaseError as error:
         found = database_fault(error)
         if found is None or found[0] is not DatabaseFault.DAMAGED:

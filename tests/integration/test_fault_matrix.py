@@ -20,6 +20,7 @@ import contextlib
 import functools
 import http.server
 import os
+import re
 import signal
 import sqlite3
 import subprocess
@@ -637,13 +638,18 @@ def test_a_damaged_database_is_refused_before_anything_is_fetched(
         damaged.seek((root - 1) * page_size)
         damaged.write(b"\xa5" * page_size)
     content, requests = cli.db.read_bytes(), simulator.request_count
-    expected = (f"bbaccess: the database file {cli.db} is damaged (database disk image is "
-                "malformed); restore it from a backup (bbaccess backup makes one)")
+    # What SQLite says of the damage depends on where it lies: the page it could not read, or
+    # "database disk image is malformed". The line around it is always the same.
+    damaged = re.compile(
+        rf"bbaccess: the database file {re.escape(str(cli.db))} is damaged \((?:database disk "
+        r"image is malformed|[^\n]*[Pp]age \d+[^\n]*)\); restore it from a backup \(bbaccess "
+        r"backup makes one\)"
+    )
     assert cli("snapshot") == EXIT_USAGE
-    assert the_line(cli.stderr, "bbaccess: the database file") == expected
+    assert damaged.fullmatch(the_line(cli.stderr, "bbaccess: the database file"))
     assert simulator.request_count == requests and cli.db.read_bytes() == content
     assert cli("diff") == EXIT_USAGE
-    assert the_line(cli.stderr, "bbaccess: the database file") == expected
+    assert damaged.fullmatch(the_line(cli.stderr, "bbaccess: the database file"))
 
     cli.db.write_bytes(backup.read_bytes())  # what the operator does
     next_good_night_tells_the_truth(cli, simulator, org, churn)
