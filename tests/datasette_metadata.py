@@ -48,7 +48,9 @@ TABLES: dict[str, dict[str, Any]] = {
     "access_changes": {
         "description": "The change log: for every complete snapshot, what changed since the "
                        "complete snapshot before it, by the rules of bbaccess diff. The first "
-                       "snapshot's rows are all baseline: filter with change <> 'baseline'.",
+                       "snapshot's rows are all baseline: filter with change <> 'baseline'. "
+                       "Stored when each snapshot is merged: filter on snapshot_at or "
+                       "snapshot_id with a value to read only those nights.",
         "columns": {
             "snapshot_id": "The snapshot in which the change was observed.",
             "snapshot_at": "When that snapshot finished (UTC).",

@@ -34,6 +34,8 @@ How (every snapshot between two kept ones is folded into the later one, ``k'``):
   rules: baseline, granted on a new object), and the attempt that an unverified scope shows is
   the same one. A failed attempt at ``k'`` itself gives way to an ``ok`` read of the same window.
 - Failed and aborted snapshots hold no facts: their rows go.
+- The change log (``access_changes``) of each kept snapshot that absorbed removed ones is written
+  again, against the kept snapshot before it; the removed snapshots' entries go.
 
 All of it is one transaction; the space is then reclaimed with ``VACUUM`` (outside it).
 """
@@ -49,6 +51,7 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from exporter.errors import DatabaseError
+from exporter.store.writer import log_changes
 
 #: Snapshots that hold nothing: a run that failed, or died and was marked aborted.
 INCOMPLETE = ("failed", "aborted")
@@ -301,6 +304,7 @@ async def _prune_in_transaction(
     if not dry_run:
         for statement in _APPLY:
             await conn.exec_driver_sql(statement)
+        await _relog(conn, sorted(set(absorbs.values())))
     return PruneReport(
         dry_run=dry_run,
         kept=tuple(kept),
@@ -314,6 +318,20 @@ async def _prune_in_transaction(
         bytes_before=bytes_before,
         bytes_after=None,
     )
+
+
+async def _relog(conn: AsyncConnection, absorbing: list[int]) -> None:
+    """Write the change log again where the snapshot before a kept one changed: each snapshot
+    that absorbed removed ones is now compared with the kept one before it. Every other kept
+    snapshot's entries stand: the facts at it and at the one before it are unchanged."""
+    for table in ("change_log", "baseline_scopes"):
+        await conn.exec_driver_sql(
+            f"DELETE FROM {table} WHERE snapshot_id NOT IN "
+            "(SELECT id FROM snapshots WHERE status = 'complete') "
+            f"OR snapshot_id IN (SELECT new FROM {_MAP})"
+        )
+    for snapshot_id in absorbing:
+        await log_changes(conn, snapshot_id)
 
 
 def _absorbing(complete: list[int], kept: list[int]) -> dict[int, int]:

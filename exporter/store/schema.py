@@ -136,6 +136,38 @@ labels = Table(
     sqlite_with_rowid=False,
 )
 
+#: The change log: what each complete snapshot changed since the complete one before it, baseline
+#: rows apart (written by the merge, ``sql.LOG_CHANGES``; read through ``access_changes``).
+change_log = Table(
+    "change_log",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("snapshot_id", Integer, nullable=False),  # indexed: ix_change_log_snapshot
+    Column("from_snapshot_id", Integer, nullable=False),
+    Column("scope_id", Integer, nullable=False),
+    Column("object_type", Text, nullable=False),
+    Column("object_uuid", Text, nullable=False),
+    Column("subject_type", Text),
+    Column("subject_uuid", Text),
+    Column("change", Text, nullable=False),
+    Column("attribute", Text),
+    Column("old_value", Text),
+    Column("new_value", Text),
+    Column("reason", Text),
+)
+
+#: The scopes a complete snapshot read ok for the first time: every version such a scope opened
+#: then is a ``baseline`` row of ``access_changes``, not copied into ``change_log``.
+baseline_scopes = Table(
+    "baseline_scopes",
+    metadata,
+    Column("snapshot_id", Integer, nullable=False),
+    Column("scope_id", Integer, nullable=False),
+    Column("from_snapshot_id", Integer, nullable=False),
+    PrimaryKeyConstraint("snapshot_id", "scope_id"),
+    sqlite_with_rowid=False,
+)
+
 stage_observations = Table(
     "stage_observations",
     metadata,

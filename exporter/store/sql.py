@@ -34,7 +34,6 @@ ONE_PAIR = "SELECT :a AS a, :b AS b"
 
 CHANGES_CTES = """WITH
 pair(a, b) AS ({pairs}),
-ok_obs AS (SELECT scope_id, snapshot_id FROM observations WHERE outcome = 'ok'),
 old_o AS (
     SELECT p.a, p.b, o.* FROM pair p JOIN objects o
       ON o.valid_to > p.a AND o.valid_to <= p.b AND o.valid_from <= p.a),
@@ -53,8 +52,9 @@ object_pairs AS (
 object_events AS (
     SELECT op.a, op.b, op.scope_id, op.uuid, op.old_id, op.new_id,
            CASE WHEN op.old_id IS NULL THEN
-                  CASE WHEN EXISTS (SELECT 1 FROM ok_obs x
-                                     WHERE x.scope_id = op.scope_id AND x.snapshot_id <= op.a)
+                  CASE WHEN EXISTS (SELECT 1 FROM observations x
+                                     WHERE x.scope_id = op.scope_id AND x.outcome = 'ok'
+                                       AND x.snapshot_id <= op.a)
                        THEN 'created' ELSE 'baseline' END
                 WHEN op.new_id IS NULL THEN 'deleted'
                 ELSE 'changed' END AS change
@@ -113,11 +113,13 @@ grant_pairs AS (
 grant_changes AS (
     SELECT gp.*,
            CASE WHEN gp.old_value IS NULL THEN
-                  CASE WHEN EXISTS (SELECT 1 FROM ok_obs x
-                                     WHERE x.scope_id = gp.scope_id AND x.snapshot_id <= gp.a)
+                  CASE WHEN EXISTS (SELECT 1 FROM observations x
+                                     WHERE x.scope_id = gp.scope_id AND x.outcome = 'ok'
+                                       AND x.snapshot_id <= gp.a)
                        THEN 'granted'
                        WHEN s.parent_scope_id IS NOT NULL
-                        AND EXISTS (SELECT 1 FROM ok_obs x WHERE x.scope_id = s.parent_scope_id
+                        AND EXISTS (SELECT 1 FROM observations x
+                                     WHERE x.scope_id = s.parent_scope_id AND x.outcome = 'ok'
                                        AND x.snapshot_id <= gp.a)
                         AND NOT EXISTS (SELECT 1 FROM objects y
                                          WHERE y.scope_id = s.parent_scope_id
@@ -235,3 +237,103 @@ REFRESH_LABELS = (
     "DELETE FROM labels",
     f"INSERT INTO labels (uuid, object_type, label, name, workspace_uuid)\n{LABELS_SQL}",
 )
+
+# The change log. The merge of snapshot ``b`` writes the changes since the complete snapshot
+# before it (``a``) into ``change_log``, by the rules above, once; ``access_changes`` reads it,
+# so a query for last week costs last week, not every night since the first. Baseline rows are
+# not copied (the first snapshot would be stored twice): ``baseline_scopes`` names each scope
+# whose rows at ``b`` are all ``baseline`` (a scope read ok for the first time), and the view
+# lists the versions that scope opened at ``b``.
+
+#: The change rows of one pair (``:a``, ``:b``), baseline apart, as ``change_log`` stores them:
+#: uuids and values, labelled when read.
+LOG_SELECT = """SELECT c.b, c.a, c.scope_id, c.object_type, c.uuid, NULL, NULL, c.change,
+       c.attribute, c.old_value, c.new_value, NULL
+  FROM object_changes c WHERE c.change <> 'baseline'
+UNION ALL
+SELECT c.b, c.a, c.scope_id, c.object_type, c.object_uuid, c.subject_type, c.subject_uuid,
+       CASE WHEN c.source = 'membership' AND c.change = 'granted' THEN 'added to group'
+            WHEN c.source = 'membership' AND c.change = 'revoked' THEN 'removed from group'
+            ELSE c.change END,
+       NULL, c.old_value, c.new_value,
+       CASE WHEN c.source = 'membership' AND c.change IN ('revoked', 'granted') THEN
+            'the group grants access to ' || (SELECT count(DISTINCT reached) FROM (
+                SELECT x.object_uuid AS reached FROM grants x
+                 WHERE x.subject_uuid = c.object_uuid AND x.object_type = 'repository'
+                   AND x.valid_from <= c.b AND (x.valid_to IS NULL OR x.valid_to > c.b)
+                UNION ALL
+                SELECT r.uuid FROM grants x JOIN objects r ON r.parent_uuid = x.object_uuid
+                 WHERE x.subject_uuid = c.object_uuid AND x.object_type = 'project'
+                   AND x.valid_from <= c.b AND (x.valid_to IS NULL OR x.valid_to > c.b)
+                   AND r.object_type = 'repository' AND r.valid_from <= c.b
+                   AND (r.valid_to IS NULL OR r.valid_to > c.b)))
+            || ' repositories'
+            WHEN c.change IN ('revoked', 'granted') THEN
+            (SELECT oe.change || ' ' || c.object_type FROM object_events oe
+              WHERE oe.b = c.b AND oe.uuid = c.object_uuid
+                AND oe.change = CASE c.change WHEN 'revoked' THEN 'deleted'
+                                              ELSE 'created' END) END
+  FROM grant_changes c WHERE c.change <> 'baseline'"""
+
+#: The scopes whose every row of the pair is ``baseline``.
+BASELINE_SCOPES_SELECT = """SELECT b, a, scope_id FROM object_changes WHERE change = 'baseline'
+UNION
+SELECT b, a, scope_id FROM grant_changes WHERE change = 'baseline'"""
+
+#: What the merge of snapshot ``:b`` writes, ``:a`` being the complete snapshot before it.
+LOG_CHANGES = (
+    "INSERT INTO change_log (snapshot_id, from_snapshot_id, scope_id, object_type,\n"
+    "                        object_uuid, subject_type, subject_uuid, change, attribute,\n"
+    "                        old_value, new_value, reason)\n"
+    + changes_sql(ONE_PAIR, LOG_SELECT),
+    "INSERT INTO baseline_scopes (snapshot_id, from_snapshot_id, scope_id)\n"
+    + changes_sql(ONE_PAIR, BASELINE_SCOPES_SELECT),
+)
+PREVIOUS_COMPLETE = (
+    "SELECT coalesce(max(id), 0) FROM snapshots WHERE status = 'complete' AND id < :b"
+)
+
+#: ``access_changes``: the log, labelled, and the baseline rows it stands for. Snapshots come first
+#: (``CROSS JOIN`` fixes the order): a question about last week reads last week's entries only.
+ACCESS_CHANGES_SQL = """SELECT c.snapshot_id, sn.finished_at AS snapshot_at, c.from_snapshot_id,
+       coalesce(w.label, s.workspace_uuid) AS workspace,
+       c.object_type,
+       coalesce(l.label, c.object_uuid) AS object_name,
+       c.subject_type,
+       CASE WHEN c.subject_uuid IS NOT NULL
+            THEN coalesce(u.display_name, sl.label, c.subject_uuid) END AS subject_name,
+       c.change, c.attribute, c.old_value, c.new_value,
+       CASE WHEN c.subject_uuid IS NOT NULL THEN s.source END AS source,
+       c.reason, c.subject_uuid, c.object_uuid, c.scope_id
+  FROM snapshots sn
+  CROSS JOIN change_log c ON c.snapshot_id = sn.id
+  JOIN scopes s ON s.id = c.scope_id
+  LEFT JOIN object_labels w ON w.uuid = s.workspace_uuid AND w.object_type = 'workspace'
+  LEFT JOIN object_labels l ON l.uuid = c.object_uuid
+  LEFT JOIN users u ON u.uuid = c.subject_uuid
+  LEFT JOIN object_labels sl ON c.subject_type = 'group' AND sl.uuid = c.subject_uuid
+UNION ALL
+SELECT b.snapshot_id, sn.finished_at, b.from_snapshot_id,
+       coalesce(w.label, s.workspace_uuid), o.object_type, coalesce(l.label, o.uuid),
+       NULL, NULL, 'baseline', NULL, NULL, NULL, NULL, NULL, NULL, o.uuid, o.scope_id
+  FROM snapshots sn
+  CROSS JOIN baseline_scopes b ON b.snapshot_id = sn.id
+  JOIN scopes s ON s.id = b.scope_id
+  JOIN objects o ON o.valid_from = b.snapshot_id AND o.scope_id = b.scope_id
+                AND (o.valid_to IS NULL OR o.valid_to > b.snapshot_id)
+  LEFT JOIN object_labels w ON w.uuid = s.workspace_uuid AND w.object_type = 'workspace'
+  LEFT JOIN object_labels l ON l.uuid = o.uuid
+UNION ALL
+SELECT b.snapshot_id, sn.finished_at, b.from_snapshot_id,
+       coalesce(w.label, s.workspace_uuid), g.object_type, coalesce(l.label, g.object_uuid),
+       g.subject_type, coalesce(u.display_name, sl.label, g.subject_uuid), 'baseline', NULL,
+       NULL, g.permission, s.source, NULL, g.subject_uuid, g.object_uuid, g.scope_id
+  FROM snapshots sn
+  CROSS JOIN baseline_scopes b ON b.snapshot_id = sn.id
+  JOIN scopes s ON s.id = b.scope_id
+  JOIN grants g ON g.valid_from = b.snapshot_id AND g.scope_id = b.scope_id
+               AND (g.valid_to IS NULL OR g.valid_to > b.snapshot_id)
+  LEFT JOIN object_labels w ON w.uuid = s.workspace_uuid AND w.object_type = 'workspace'
+  LEFT JOIN object_labels l ON l.uuid = g.object_uuid
+  LEFT JOIN users u ON u.uuid = g.subject_uuid
+  LEFT JOIN object_labels sl ON g.subject_type = 'group' AND sl.uuid = g.subject_uuid"""

@@ -30,7 +30,7 @@ from exporter.crawl.records import (
 )
 from exporter.errors import DatabaseError
 from exporter.store import schema
-from exporter.store.sql import REFRESH_LABELS
+from exporter.store.sql import LOG_CHANGES, PREVIOUS_COMPLETE, REFRESH_LABELS
 
 log = logging.getLogger(__name__)
 
@@ -195,12 +195,23 @@ STAGED_ROWS = (
 
 
 async def merge_staged(conn: AsyncConnection, snapshot_id: int) -> None:
-    """Merge the staged rows of ``snapshot_id``'s ok observations into the versioned facts, and
-    refresh the labels, inside the caller's transaction."""
+    """Merge the staged rows of ``snapshot_id``'s ok observations into the versioned facts, log
+    what changed since the complete snapshot before it, and refresh the labels, inside the
+    caller's transaction."""
     for statement in MERGE_STATEMENTS:
         await conn.execute(text(statement), {"s": snapshot_id})
+    await log_changes(conn, snapshot_id)
     for statement in REFRESH_LABELS:
         await conn.execute(text(statement))
+
+
+async def log_changes(conn: AsyncConnection, snapshot_id: int) -> None:
+    """Write the change log of ``snapshot_id`` (merged, complete or about to be): its changes
+    since the complete snapshot before it, and the scopes it read for the first time."""
+    pair = {"b": snapshot_id}
+    pair["a"] = int((await conn.execute(text(PREVIOUS_COMPLETE), pair)).scalar_one())
+    for statement in LOG_CHANGES:
+        await conn.execute(text(statement), pair)
 
 
 class SnapshotWriter:

@@ -16,6 +16,7 @@ from exporter.simulator import apply_churn, generate_org
 from exporter.store.database import alembic_config, open_database
 from exporter.store.queries import CHANGE_COLUMNS
 from exporter.store.sql import DIFF_SQL
+from exporter.store.writer import RunCounters, SnapshotWriter
 from tests.bench.bench_records import FIRST_KINDS, NightWriter
 
 QUERIES = {
@@ -170,3 +171,47 @@ async def test_a_database_of_revision_0002_is_upgraded_keeping_its_history_and_d
             ("repository_user_grants", "direct"), ("workspace", None),
             ("workspace_roles", "workspace"),
         ]  # fmt: skip
+
+
+async def test_a_database_of_revision_0003_is_upgraded_with_the_change_log_of_its_history(
+    tmp_path: Path,
+) -> None:
+    """0004 writes the change log for every complete snapshot already stored: ``access_changes``
+    reads it and answers as 0003 computed it, baseline rows of scopes first read in a later
+    night (explicit grants, groups) included; a failed run in between is no pair."""
+    db = tmp_path / "a.db"
+    org = generate_org("small", 7)
+    first = NightWriter(db, FIRST_KINDS)
+    try:
+        await first.night(org)
+        engine = first.engine
+        assert engine is not None
+        failed = SnapshotWriter(engine, tool_version="test")
+        await failed.begin()
+        await failed.fail("the network went away", RunCounters())
+    finally:
+        await first.close()
+    nights = NightWriter(db)  # every kind: explicit grants and groups read for the first time
+    try:
+        for day in range(3):
+            await nights.night(org)
+            apply_churn(org, rng=random.Random(day), rate=0.2)
+    finally:
+        await nights.close()
+    with sqlite3.connect(db) as conn:
+        logged = conn.execute("SELECT count(*) FROM change_log").fetchone()[0]
+    await to_revision(db, "0003")
+    assert not {"change_log", "baseline_scopes"} & tables(db)
+    before = answers(db)  # as 0003 computes them, pair by pair
+    assert {row[8] for row in before["access_changes"]} >= {"baseline", "granted", "revoked"}
+
+    engine = await open_database(db)
+    await engine.dispose()
+    assert answers(db) == before
+    with sqlite3.connect(db) as conn:
+        assert conn.execute("SELECT count(*) FROM change_log").fetchone()[0] == logged > 0
+        baselined = conn.execute(
+            "SELECT snapshot_id, from_snapshot_id, count(*) FROM baseline_scopes GROUP BY 1, 2"
+        ).fetchall()
+    # Night 1 read the first kinds; night 3 (after the failed run 2) the rest, against night 1.
+    assert [(b, a) for b, a, _ in baselined] == [(1, 0), (3, 1)]
