@@ -145,14 +145,13 @@ change_log = Table(
     Column("snapshot_id", Integer, nullable=False),  # indexed: ix_change_log_snapshot
     Column("from_snapshot_id", Integer, nullable=False),
     Column("scope_id", Integer, nullable=False),
-    Column("object_type", Text, nullable=False),
-    Column("object_uuid", Text, nullable=False),
-    Column("subject_type", Text),
-    Column("subject_uuid", Text),
+    #: 'object' or 'grant': the table whose versions ``old_id`` and ``new_id`` name (the version
+    #: valid at ``from_snapshot_id`` and the one valid at ``snapshot_id``; NULL: none).
+    Column("fact", Text, nullable=False),
+    Column("old_id", Integer),
+    Column("new_id", Integer),
     Column("change", Text, nullable=False),
     Column("attribute", Text),
-    Column("old_value", Text),
-    Column("new_value", Text),
     Column("reason", Text),
 )
 

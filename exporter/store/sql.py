@@ -62,7 +62,7 @@ object_events AS (
 attributes(attribute) AS (VALUES ('slug'), ('name'), ('is_private'), ('project')),
 object_changes AS (
     SELECT * FROM (
-      SELECT e.a, e.b, e.scope_id, e.uuid, e.change,
+      SELECT e.a, e.b, e.scope_id, e.uuid, e.change, e.old_id, e.new_id,
              CASE WHEN e.change = 'changed' THEN t.attribute END AS attribute,
              CASE WHEN e.change = 'changed' THEN CASE t.attribute
                   WHEN 'slug' THEN ov.slug WHEN 'name' THEN ov.name
@@ -98,14 +98,14 @@ new_g AS (
      AND (g.valid_to IS NULL OR g.valid_to > p.b)),
 grant_pairs AS (
     SELECT n.a, n.b, n.scope_id, n.subject_type, n.subject_uuid, n.object_type, n.object_uuid,
-           o.permission AS old_value, n.permission AS new_value
+           o.permission AS old_value, n.permission AS new_value, o.id AS old_id, n.id AS new_id
       FROM new_g n LEFT JOIN old_g o
         ON o.b = n.b AND o.scope_id = n.scope_id
        AND o.subject_uuid = n.subject_uuid AND o.object_uuid = n.object_uuid
      WHERE o.permission IS NOT n.permission
     UNION ALL
     SELECT o.a, o.b, o.scope_id, o.subject_type, o.subject_uuid, o.object_type, o.object_uuid,
-           o.permission, NULL FROM old_g o
+           o.permission, NULL, o.id, NULL FROM old_g o
      WHERE NOT EXISTS (SELECT 1 FROM new_g n
                         WHERE n.b = o.b AND n.scope_id = o.scope_id
                           AND n.subject_uuid = o.subject_uuid
@@ -240,22 +240,24 @@ REFRESH_LABELS = (
 
 # The change log. The merge of snapshot ``b`` writes the changes since the complete snapshot
 # before it (``a``) into ``change_log``, by the rules above, once; ``access_changes`` reads it,
-# so a query for last week costs last week, not every night since the first. Baseline rows are
-# not copied (the first snapshot would be stored twice): ``baseline_scopes`` names each scope
-# whose rows at ``b`` are all ``baseline`` (a scope read ok for the first time), and the view
-# lists the versions that scope opened at ``b``.
+# so a query for last week costs last week, not every night since the first. An entry names the
+# versions it compares (``old_id``, ``new_id`` of ``objects`` or ``grants``, as ``fact`` says),
+# not their values: the view reads values and names from the versions as the diff does, and an
+# entry costs a few bytes. Baseline rows are not written at all (the first snapshot would be
+# stored twice): ``baseline_scopes`` names each scope whose rows at ``b`` are all ``baseline`` (a
+# scope read ok for the first time), and the view lists the versions that scope opened at ``b``.
 
-#: The change rows of one pair (``:a``, ``:b``), baseline apart, as ``change_log`` stores them:
-#: uuids and values, labelled when read.
-LOG_SELECT = """SELECT c.b, c.a, c.scope_id, c.object_type, c.uuid, NULL, NULL, c.change,
-       c.attribute, c.old_value, c.new_value, NULL
+#: The change rows of one pair (``:a``, ``:b``), baseline apart, as ``change_log`` stores them.
+#: ``reason`` is kept as text: it describes the facts at ``b``, which never change.
+LOG_SELECT = """SELECT c.b, c.a, c.scope_id, 'object', c.old_id, c.new_id, c.change, c.attribute,
+       NULL
   FROM object_changes c WHERE c.change <> 'baseline'
 UNION ALL
-SELECT c.b, c.a, c.scope_id, c.object_type, c.object_uuid, c.subject_type, c.subject_uuid,
+SELECT c.b, c.a, c.scope_id, 'grant', c.old_id, c.new_id,
        CASE WHEN c.source = 'membership' AND c.change = 'granted' THEN 'added to group'
             WHEN c.source = 'membership' AND c.change = 'revoked' THEN 'removed from group'
             ELSE c.change END,
-       NULL, c.old_value, c.new_value,
+       NULL,
        CASE WHEN c.source = 'membership' AND c.change IN ('revoked', 'granted') THEN
             'the group grants access to ' || (SELECT count(DISTINCT reached) FROM (
                 SELECT x.object_uuid AS reached FROM grants x
@@ -276,42 +278,62 @@ SELECT c.b, c.a, c.scope_id, c.object_type, c.object_uuid, c.subject_type, c.sub
   FROM grant_changes c WHERE c.change <> 'baseline'"""
 
 #: The scopes whose every row of the pair is ``baseline``.
-BASELINE_SCOPES_SELECT = """SELECT b, a, scope_id FROM object_changes WHERE change = 'baseline'
+BASELINE_SCOPES_SELECT = """SELECT b, scope_id, a FROM object_changes WHERE change = 'baseline'
 UNION
-SELECT b, a, scope_id FROM grant_changes WHERE change = 'baseline'"""
+SELECT b, scope_id, a FROM grant_changes WHERE change = 'baseline'"""
 
 #: What the merge of snapshot ``:b`` writes, ``:a`` being the complete snapshot before it.
 LOG_CHANGES = (
-    "INSERT INTO change_log (snapshot_id, from_snapshot_id, scope_id, object_type,\n"
-    "                        object_uuid, subject_type, subject_uuid, change, attribute,\n"
-    "                        old_value, new_value, reason)\n"
-    + changes_sql(ONE_PAIR, LOG_SELECT),
-    "INSERT INTO baseline_scopes (snapshot_id, from_snapshot_id, scope_id)\n"
+    "INSERT INTO change_log (snapshot_id, from_snapshot_id, scope_id, fact, old_id, new_id,\n"
+    "                        change, attribute, reason)\n" + changes_sql(ONE_PAIR, LOG_SELECT),
+    "INSERT INTO baseline_scopes (snapshot_id, scope_id, from_snapshot_id)\n"
     + changes_sql(ONE_PAIR, BASELINE_SCOPES_SELECT),
 )
 PREVIOUS_COMPLETE = (
     "SELECT coalesce(max(id), 0) FROM snapshots WHERE status = 'complete' AND id < :b"
 )
 
-#: ``access_changes``: the log, labelled, and the baseline rows it stands for. Snapshots come first
-#: (``CROSS JOIN`` fixes the order): a question about last week reads last week's entries only.
-ACCESS_CHANGES_SQL = """SELECT c.snapshot_id, sn.finished_at AS snapshot_at, c.from_snapshot_id,
+#: An attribute's value in the object version ``{v}``, as the diff shows it.
+_ATTRIBUTE = """CASE c.attribute WHEN 'slug' THEN {v}.slug WHEN 'name' THEN {v}.name
+            WHEN 'is_private' THEN CASE {v}.is_private WHEN 1 THEN 'true' WHEN 0 THEN 'false' END
+            WHEN 'project' THEN (SELECT p.slug FROM objects p WHERE p.uuid = {v}.parent_uuid
+                                  ORDER BY p.id DESC LIMIT 1) END"""
+
+#: ``access_changes``: the log, read through the versions it names, and the baseline rows it
+#: stands for. Snapshots come first (``CROSS JOIN`` fixes the order): a question about last week
+#: reads last week's entries only.
+ACCESS_CHANGES_SQL = f"""SELECT c.snapshot_id, sn.finished_at AS snapshot_at, c.from_snapshot_id,
        coalesce(w.label, s.workspace_uuid) AS workspace,
-       c.object_type,
-       coalesce(l.label, c.object_uuid) AS object_name,
-       c.subject_type,
-       CASE WHEN c.subject_uuid IS NOT NULL
-            THEN coalesce(u.display_name, sl.label, c.subject_uuid) END AS subject_name,
-       c.change, c.attribute, c.old_value, c.new_value,
-       CASE WHEN c.subject_uuid IS NOT NULL THEN s.source END AS source,
-       c.reason, c.subject_uuid, c.object_uuid, c.scope_id
+       coalesce(nv.object_type, ov.object_type) AS object_type,
+       coalesce(l.label, nv.uuid, ov.uuid) AS object_name,
+       NULL AS subject_type, NULL AS subject_name, c.change, c.attribute,
+       {_ATTRIBUTE.format(v="ov")} AS old_value,
+       {_ATTRIBUTE.format(v="nv")} AS new_value,
+       NULL AS source, c.reason, NULL AS subject_uuid, coalesce(nv.uuid, ov.uuid) AS object_uuid,
+       c.scope_id
   FROM snapshots sn
-  CROSS JOIN change_log c ON c.snapshot_id = sn.id
+  CROSS JOIN change_log c ON c.snapshot_id = sn.id AND c.fact = 'object'
   JOIN scopes s ON s.id = c.scope_id
+  LEFT JOIN objects ov ON ov.id = c.old_id
+  LEFT JOIN objects nv ON nv.id = c.new_id
   LEFT JOIN object_labels w ON w.uuid = s.workspace_uuid AND w.object_type = 'workspace'
-  LEFT JOIN object_labels l ON l.uuid = c.object_uuid
-  LEFT JOIN users u ON u.uuid = c.subject_uuid
-  LEFT JOIN object_labels sl ON c.subject_type = 'group' AND sl.uuid = c.subject_uuid
+  LEFT JOIN object_labels l ON l.uuid = coalesce(nv.uuid, ov.uuid)
+UNION ALL
+SELECT c.snapshot_id, sn.finished_at, c.from_snapshot_id,
+       coalesce(w.label, s.workspace_uuid), g.object_type, coalesce(l.label, g.object_uuid),
+       g.subject_type, coalesce(u.display_name, sl.label, g.subject_uuid), c.change, NULL,
+       og.permission, ng.permission, s.source, c.reason, g.subject_uuid, g.object_uuid,
+       c.scope_id
+  FROM snapshots sn
+  CROSS JOIN change_log c ON c.snapshot_id = sn.id AND c.fact = 'grant'
+  JOIN scopes s ON s.id = c.scope_id
+  LEFT JOIN grants og ON og.id = c.old_id
+  LEFT JOIN grants ng ON ng.id = c.new_id
+  JOIN grants g ON g.id = coalesce(c.new_id, c.old_id)
+  LEFT JOIN object_labels w ON w.uuid = s.workspace_uuid AND w.object_type = 'workspace'
+  LEFT JOIN object_labels l ON l.uuid = g.object_uuid
+  LEFT JOIN users u ON u.uuid = g.subject_uuid
+  LEFT JOIN object_labels sl ON g.subject_type = 'group' AND sl.uuid = g.subject_uuid
 UNION ALL
 SELECT b.snapshot_id, sn.finished_at, b.from_snapshot_id,
        coalesce(w.label, s.workspace_uuid), o.object_type, coalesce(l.label, o.uuid),
