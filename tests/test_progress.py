@@ -21,23 +21,25 @@ from exporter.progress import (
 )
 
 HOURLY = (900, 3600.0)
+#: A slot is released an hour and a guard of 3600 / 900 = 4 s after its start (``release_after``).
+STEP = 3604
 
 
 def test_budget_time_follows_the_rolling_window() -> None:
     assert budget_seconds(0, HOURLY) == 0
     assert budget_seconds(900, HOURLY) == 0  # the first window's worth goes at once
-    assert budget_seconds(1800, HOURLY) == 3600
-    assert budget_seconds(4500, HOURLY) == 4 * 3600
+    assert budget_seconds(1800, HOURLY) == STEP
+    assert budget_seconds(4500, HOURLY) == 4 * STEP
 
 
 def test_budget_time_steps_a_whole_window_not_a_straight_line() -> None:
-    # The 901st request cannot start before the first of the 900 leaves the window, an hour on;
-    # a straight line would promise 1,000 requests in 400 s.
-    assert budget_seconds(901, HOURLY) == 3600
-    assert budget_seconds(1000, HOURLY) == 3600
-    assert budget_seconds(1801, HOURLY) == 2 * 3600
-    assert budget_seconds(4210, HOURLY) == 4 * 3600
-    assert budget_seconds(12, (5, 10.0)) == 20  # requests 11 and 12 start in the third window
+    # The 901st request cannot start before the first of the 900 leaves the window, an hour (and
+    # its guard) on; a straight line would promise 1,000 requests in 400 s.
+    assert budget_seconds(901, HOURLY) == STEP
+    assert budget_seconds(1000, HOURLY) == STEP
+    assert budget_seconds(1801, HOURLY) == 2 * STEP
+    assert budget_seconds(4210, HOURLY) == 4 * STEP
+    assert budget_seconds(12, (5, 10.0)) == 24  # requests 11 and 12 start in the third step
 
 
 def test_plan_for_1000_requests_at_900_an_hour_says_at_least_an_hour() -> None:
@@ -70,7 +72,7 @@ def test_the_plan_rations_per_object_scopes_within_the_night() -> None:
 
 def test_eta_waits_for_the_next_window_not_a_share_of_it() -> None:
     plan = Plan(25, 1000, "as snapshot 4", HOURLY)
-    assert eta_seconds(plan, done=900, elapsed=90) == pytest.approx(3600 - 90)
+    assert eta_seconds(plan, done=900, elapsed=90) == pytest.approx(STEP - 90)
     assert eta_seconds(plan, done=950, elapsed=3610) == pytest.approx(3610 / 950 * 50)
 
 
@@ -104,7 +106,7 @@ def test_eta_counts_429_pauses() -> None:
 
 def test_eta_is_the_slower_of_pace_and_budget() -> None:
     plan = Plan(25, 2700, "as snapshot 3", HOURLY)
-    assert eta_seconds(plan, done=900, elapsed=90) == pytest.approx(2 * 3600 - 90)
+    assert eta_seconds(plan, done=900, elapsed=90) == pytest.approx(2 * STEP - 90)
     slow = Plan(25, 200, "as snapshot 3", HOURLY)
     assert eta_seconds(slow, done=100, elapsed=50) == pytest.approx(50)
     assert eta_seconds(slow, done=300, elapsed=50) == 0
@@ -113,7 +115,7 @@ def test_eta_is_the_slower_of_pace_and_budget() -> None:
 def test_lines_say_what_a_user_needs() -> None:
     plan = Plan(25, 4210, "as snapshot 12", HOURLY)
     # The 4210th request starts in the fifth hour (a straight line said 3 h 40 min).
-    assert budget_seconds(4210, HOURLY) == 4 * 3600
+    assert budget_seconds(4210, HOURLY) == 4 * STEP
     line = progress_line(plan, done=2105, listings_done=10, elapsed=600, waited=30, bar=True)
     assert line.startswith("[############............] 2105/~4210 requests, 10/25 listings")
     assert "ETA" in line

@@ -9,6 +9,14 @@ rate such as ``900/h``. ``start_offset`` and ``requests_startable`` predict
 what the budget allows (for plans and ETAs) by following the window as it really releases
 requests, a window's worth at a time, rather than a straight line. Imports nothing from the
 project.
+
+A slot is released ``release_after(limit, window)`` seconds after its start: the window plus a
+guard of one even spacing, ``window / limit``. The budget records a start when it grants it, but
+the server counts the request when it arrives, a little later and not equally later for every
+request; a whole window's worth released at once, exactly one window after the burst that held
+it, would let the server see some of both in one of its windows. The guard keeps the two apart
+on the server's clock as long as delivery delays differ by less than ``window / limit`` (4 s at
+900/h, 44 ms at 45/2s), at the cost of about one request per window of throughput.
 """
 
 from __future__ import annotations
@@ -45,12 +53,20 @@ def parse_rate(text: str) -> tuple[int, float]:
     return limit, window
 
 
+def release_after(limit: int, window: float) -> float:
+    """Seconds after a start that ``RateBudget`` releases its slot: ``window`` and a guard of
+    ``window / limit``, so that delivery delays that differ by less than that cannot carry a
+    released burst into the server's window of the burst before it (see the module)."""
+    return window + window / limit
+
+
 def earliest_start(starts: Sequence[float], now: float, *, limit: int, window: float) -> float:
     """The earliest time, not before ``now``, at which one more request may start.
 
     ``starts`` are the start times of earlier requests, oldest first; only the last ``limit``
     matter. A request may start at ``t`` when fewer than ``limit`` of them lie in
     ``(t - window, t]``, so that no ``window``-long interval ever holds more than ``limit``.
+    ``RateBudget`` passes ``release_after(limit, window)`` as ``window``: its window and guard.
     """
     if len(starts) < limit:
         return now
@@ -77,17 +93,19 @@ def _check_schedule(limit: int, window: float, concurrency: int | None, latency:
 def _schedule(limit: int, window: float, concurrency: int, latency: float) -> Iterator[float]:
     """Start times of requests 1, 2, ... issued as early as allowed (never-ending).
 
-    ``start_i = max(start_{i-concurrency} + latency, start_{i-limit} + window)``, ``start_1 = 0``:
-    request ``i`` waits for a worker (the one of request ``i - concurrency`` finishes first) and
-    for the window to release a slot (request ``i - limit`` leaves it). Terms before request 1
-    do not exist. Memory is the two deques, ``O(limit + concurrency)``.
+    ``start_i = max(start_{i-concurrency} + latency, start_{i-limit} + release)``, ``start_1 =
+    0``, where ``release = release_after(limit, window)``: request ``i`` waits for a worker (the
+    one of request ``i - concurrency`` finishes first) and for the budget to release a slot
+    (request ``i - limit``'s). Terms before request 1 do not exist. Memory is the two deques,
+    ``O(limit + concurrency)``.
     """
+    release = release_after(limit, window)
     by_window: deque[float] = deque(maxlen=limit)
     by_worker: deque[float] = deque(maxlen=concurrency)
     while True:
         start = 0.0
         if len(by_window) == limit:
-            start = by_window[0] + window
+            start = by_window[0] + release
         if len(by_worker) == concurrency:
             start = max(start, by_worker[0] + latency)
         by_window.append(start)
@@ -108,14 +126,15 @@ def start_offset(
     Requests (1-based) are issued as early as allowed, at most ``concurrency`` in flight (no
     bound if ``None``), each taking ``latency`` seconds. A rolling window releases requests in
     steps, not at a steady pace: with the window alone this is ``floor((n - 1) / limit) *
-    window``, so the ``limit + 1``-th request waits a whole window. Otherwise it is the schedule
-    of ``_schedule``, walked in ``O(n)`` time. ``n <= 0`` gives 0.
+    release_after(limit, window)``, so the ``limit + 1``-th request waits a whole window and its
+    guard. Otherwise it is the schedule of ``_schedule``, walked in ``O(n)`` time. ``n <= 0``
+    gives 0.
     """
     _check_schedule(limit, window, concurrency, latency)
     if n <= 0:
         return 0.0
     if concurrency is None or latency == 0:  # only the window holds requests back
-        return ((n - 1) // limit) * window
+        return ((n - 1) // limit) * release_after(limit, window)
     return next(islice(_schedule(limit, window, concurrency, latency), n - 1, None))
 
 
@@ -130,10 +149,10 @@ def requests_startable(
     """How many requests can start strictly before ``seconds`` have passed (0 if ``<= 0``).
 
     The budget a deadline allows, e.g. for a nightly run. With the window alone it is ``limit *
-    ceil(seconds / window)``: every window begun before the deadline releases ``limit``. With
-    workers it counts the starts of the same schedule as ``start_offset`` (so the two always
-    agree), walking it until the deadline: ``O(result)`` time, about 24,000 steps for 24 h at
-    1,000/h.
+    ceil(seconds / release)`` (``release = release_after(limit, window)``): every step begun
+    before the deadline releases ``limit``. With workers it counts the starts of the same
+    schedule as ``start_offset`` (so the two always agree), walking it until the deadline:
+    ``O(result)`` time, about 24,000 steps for 24 h at 1,000/h.
     """
     _check_schedule(limit, window, concurrency, latency)
     if not math.isfinite(seconds):
@@ -141,12 +160,13 @@ def requests_startable(
     if seconds <= 0:
         return 0
     if concurrency is None or latency == 0:  # only the window holds requests back
-        # The least k with k * window >= seconds, computed as start_offset multiplies, so that
-        # exact window boundaries (and float rounding) agree with it.
-        steps = math.ceil(seconds / window)
-        while steps > 0 and (steps - 1) * window >= seconds:
+        # The least k with k * release >= seconds, computed as start_offset multiplies, so that
+        # exact step boundaries (and float rounding) agree with it.
+        release = release_after(limit, window)
+        steps = math.ceil(seconds / release)
+        while steps > 0 and (steps - 1) * release >= seconds:
             steps -= 1
-        while steps * window < seconds:
+        while steps * release < seconds:
             steps += 1
         return limit * steps
     starts = _schedule(limit, window, concurrency, latency)  # never-ending and non-decreasing
@@ -154,7 +174,12 @@ def requests_startable(
 
 
 class RateBudget:
-    """No more than ``limit`` requests start in any ``window`` seconds; ``acquire`` waits."""
+    """No more than ``limit`` requests start in any ``window`` seconds; ``acquire`` waits.
+
+    The first ``limit`` go at once; after that a slot is free again ``release_after(limit,
+    window)`` seconds (the window and a guard of ``window / limit``) after the start that held
+    it, so a burst is never released exactly one window after the burst before it.
+    """
 
     def __init__(
         self,
@@ -169,6 +194,8 @@ class RateBudget:
         if not window > 0:
             raise ValueError(f"a rate budget's window must be longer than 0 s, not {window}")
         self.limit, self.window = limit, window
+        #: Seconds from a start to the release of its slot (the window and its guard).
+        self.release = release_after(limit, window)
         self._clock, self._sleep = clock, sleep
         self._starts: deque[float] = deque(maxlen=limit)
         self._lock = asyncio.Lock()
@@ -199,7 +226,7 @@ class RateBudget:
         """
         async with self._lock:
             now = self._clock()
-            start = earliest_start(self._starts, now, limit=self.limit, window=self.window)
+            start = earliest_start(self._starts, now, limit=self.limit, window=self.release)
             delay = start - now
             if delay > 0:
                 self.seconds_waited += delay
@@ -219,5 +246,5 @@ class RateBudget:
         starts = list(self._starts)
         now = self._clock()
         for _ in range(pending):
-            starts.append(earliest_start(starts, now, limit=self.limit, window=self.window))
-        return earliest_start(starts, now, limit=self.limit, window=self.window)
+            starts.append(earliest_start(starts, now, limit=self.limit, window=self.release))
+        return earliest_start(starts, now, limit=self.limit, window=self.release)

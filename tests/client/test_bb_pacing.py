@@ -74,11 +74,12 @@ async def test_budget_paces_every_request_including_retries_and_redirects(
     client = make_client(base, budget=budget, concurrency=1)
     assert len([page async for page in client.iter_pages("/2.0/list")]) == 6
     assert await client.get_json("/2.0/moved") == {"ok": True}
-    # 6 pages, then redirect + 503, and the retry's redirect + 200: 10 requests, 3 a minute
+    # 6 pages, then redirect + 503, and the retry's redirect + 200: 10 requests, 3 a minute,
+    # each slot released a minute and a guard of 60 / 3 s after its start
     assert client.stats.requests == budget.acquired == len(sent_at) == 10
     assert most_in_any_window(sent_at, 60.0) == 3
-    assert sent_at == [0.0] * 3 + [60.0] * 3 + [120.0] * 3 + [180.0]
-    assert client.stats.budget_wait_seconds == sum(clock.slept) == 180.0
+    assert sent_at == [0.0] * 3 + [80.0] * 3 + [160.0] * 3 + [240.0]
+    assert client.stats.budget_wait_seconds == sum(clock.slept) == 240.0
     assert client.stats.seconds_slept == sum(sleep.delays) and len(sleep.delays) == 1
 
 
@@ -91,8 +92,8 @@ async def test_one_budget_is_shared_by_concurrent_requests(
     client = make_client(bitbucket.base_url, budget=budget, concurrency=4)
     await asyncio.gather(*(client.get_json("/2.0/x") for _ in range(7)))
     assert budget.acquired == client.stats.requests == 7
-    # starts at 0, 0, 10, 10, 20, 20, 30
-    assert clock.now == 30.0 == client.stats.budget_wait_seconds
+    # starts at 0, 0, 15, 15, 30, 30, 45: a window of 10 s and a guard of 10 / 2 s
+    assert clock.now == 45.0 == client.stats.budget_wait_seconds
 
 
 async def test_429_pauses_every_request_of_the_client(
@@ -176,5 +177,5 @@ async def test_budget_wait_is_not_counted_as_sleep(
     client = make_client(bitbucket.base_url, budget=budget)
     for _ in range(3):
         await client.get_json("/2.0/x")
-    assert client.stats.budget_wait_seconds == (60.0 if budgeted else 0.0)
+    assert client.stats.budget_wait_seconds == (120.0 if budgeted else 0.0)  # 2 * (30 + 30)
     assert client.stats.seconds_slept == 0.0 and sleep.delays == []
