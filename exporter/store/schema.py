@@ -3,7 +3,8 @@
 Fact tables (``objects``, ``grants``) hold versions: ``valid_from`` is the snapshot whose ok
 observation first showed the row, ``valid_to`` the first snapshot whose ok observation of the same
 scope no longer showed it (NULL while current). ``stage_*`` tables hold what a running snapshot has
-fetched; they are merged into the fact tables when the snapshot completes, then emptied.
+fetched; they are merged into the fact tables when the snapshot completes, then emptied. Staged
+objects, grants and names are plain heaps, appended as pages arrive; the merge keys them.
 """
 
 from __future__ import annotations
@@ -189,7 +190,6 @@ stage_objects = Table(
     Column("name", Text, nullable=False),
     Column("is_private", Boolean),
     Column("parent_uuid", Text),
-    PrimaryKeyConstraint("snapshot_id", "scope_id", "uuid"),
 )
 
 stage_grants = Table(
@@ -202,7 +202,6 @@ stage_grants = Table(
     Column("object_type", Text, nullable=False),
     Column("object_uuid", Text, nullable=False),
     Column("permission", Text, nullable=False),
-    PrimaryKeyConstraint("snapshot_id", "scope_id", "subject_uuid", "object_uuid"),
 )
 
 stage_users = Table(
@@ -214,5 +213,4 @@ stage_users = Table(
     Column("display_name", Text, nullable=False),
     Column("nickname", Text),
     Column("account_id", Text),
-    PrimaryKeyConstraint("snapshot_id", "scope_id", "uuid"),
 )

@@ -35,19 +35,23 @@ from exporter.store.sql import LOG_CHANGES, PREVIOUS_COMPLETE, REFRESH_LABELS
 log = logging.getLogger(__name__)
 
 STAGE_OBJECT = (
-    "INSERT OR REPLACE INTO stage_objects (snapshot_id, scope_id, uuid, object_type, slug, name, "
+    "INSERT INTO stage_objects (snapshot_id, scope_id, uuid, object_type, slug, name, "
     "is_private, parent_uuid) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
 )
 STAGE_GRANT = (
-    "INSERT OR REPLACE INTO stage_grants (snapshot_id, scope_id, subject_type, subject_uuid, "
+    "INSERT INTO stage_grants (snapshot_id, scope_id, subject_type, subject_uuid, "
     "object_type, object_uuid, permission) VALUES (?, ?, ?, ?, ?, ?, ?)"
 )
 STAGE_USER = (
-    "INSERT OR REPLACE INTO stage_users (snapshot_id, scope_id, uuid, display_name, nickname, "
+    "INSERT INTO stage_users (snapshot_id, scope_id, uuid, display_name, nickname, "
     "account_id) VALUES (?, ?, ?, ?, ?, ?)"
 )
+STAGE_OBSERVATION = (
+    "INSERT INTO stage_observations (snapshot_id, scope_id, outcome, detail, requests) "
+    "VALUES (?, ?, ?, ?, ?)"
+)
 STAGE_TABLES = ("stage_observations", "stage_objects", "stage_grants", "stage_users")
-STAGE_ORDER = (STAGE_OBJECT, STAGE_GRANT, STAGE_USER)
+STAGE_ORDER = (STAGE_OBJECT, STAGE_GRANT, STAGE_USER, STAGE_OBSERVATION)
 REGISTER_SCOPE = (
     "INSERT OR IGNORE INTO scopes (kind, workspace_uuid, object_type, object_uuid, "
     "parent_scope_id, label, source) VALUES (?, ?, ?, ?, ?, ?, ?)"
@@ -56,8 +60,10 @@ RELABEL_SCOPE = "UPDATE scopes SET label = ? WHERE kind = ? AND object_uuid = ?"
 FIND_SCOPES = text(
     "SELECT kind, object_uuid, id FROM scopes WHERE kind IN :kinds AND object_uuid IN :uuids"
 ).bindparams(bindparam("kinds", expanding=True), bindparam("uuids", expanding=True))
-#: Staged rows written per transaction (about 50 pages of a permissions listing).
+#: Staged rows written per transaction (about 50 pages of a permissions listing), or fewer when
+#: they have waited this long.
 STAGE_BATCH_ROWS = 5000
+STAGE_FLUSH_SECONDS = 2.0
 
 
 def utc_now() -> str:
@@ -91,6 +97,30 @@ class SnapshotSummary:
         return any(self.outcomes.get(o, 0) for o in GAP_OUTCOMES if o != Outcome.SKIPPED)
 
 
+#: Keys of the staged rows, built when the merge starts (by sorting: staged rows are appended in
+#: page order, and a key kept up to date row by row rewrote about a page per row), dropped with the
+#: staged rows. Of a row staged twice (paging drift) the last one counts.
+STAGE_KEYS = (
+    "CREATE INDEX IF NOT EXISTS stage_grants_key "
+    "ON stage_grants (scope_id, subject_uuid, object_uuid)",
+    "CREATE INDEX IF NOT EXISTS stage_objects_key ON stage_objects (scope_id, uuid)",
+    """DELETE FROM stage_grants WHERE rowid IN (
+         SELECT st.rowid FROM stage_grants st JOIN (
+           SELECT scope_id, subject_uuid, object_uuid, max(rowid) AS kept FROM stage_grants
+            GROUP BY scope_id, subject_uuid, object_uuid HAVING count(*) > 1) twice
+           ON st.scope_id = twice.scope_id AND st.subject_uuid = twice.subject_uuid
+          AND st.object_uuid = twice.object_uuid AND st.rowid <> twice.kept)""",
+    """DELETE FROM stage_objects WHERE rowid IN (
+         SELECT st.rowid FROM stage_objects st JOIN (
+           SELECT scope_id, uuid, max(rowid) AS kept FROM stage_objects
+            GROUP BY scope_id, uuid HAVING count(*) > 1) twice
+           ON st.scope_id = twice.scope_id AND st.uuid = twice.uuid AND st.rowid <> twice.kept)""",
+)
+DROP_STAGE_KEYS = (
+    "DROP INDEX IF EXISTS stage_grants_key",
+    "DROP INDEX IF EXISTS stage_objects_key",
+)
+
 # Versions of ``objects`` and ``grants`` are closed when an ok observation of their scope no longer
 # shows them with the same values, and opened for staged rows that have no open version.
 MERGE_STATEMENTS = (
@@ -122,7 +152,9 @@ MERGE_STATEMENTS = (
     # parent in this snapshot is closed here: its facts end with the object (closure 'deleted'),
     # even if this run read the child before the object went. Only a scope observed ok (before
     # or now) has facts to close; whether some run (perhaps one that crashed) merely attempted
-    # it must not change what a diff says.
+    # it must not change what a diff says. (``+o.valid_to``: the object is found by its uuid;
+    # by ``valid_to``, every child scope scanned every object closed tonight, and a night that
+    # closed 100,000 repositories never ended.)
     """INSERT OR REPLACE INTO observations (snapshot_id, scope_id, outcome, detail, closure)
        SELECT :s, c.id, 'ok', 'deleted with its ' || c.object_type, 'deleted'
          FROM scopes c
@@ -133,7 +165,7 @@ MERGE_STATEMENTS = (
                OR EXISTS (SELECT 1 FROM stage_observations so WHERE so.snapshot_id = :s
                              AND so.scope_id = c.id AND so.outcome = 'ok'))
           AND EXISTS (SELECT 1 FROM objects o WHERE o.scope_id = c.parent_scope_id
-                         AND o.uuid = c.object_uuid AND o.valid_to = :s)
+                         AND o.uuid = c.object_uuid AND +o.valid_to = :s)
           AND NOT EXISTS (SELECT 1 FROM objects o WHERE o.scope_id = c.parent_scope_id
                              AND o.uuid = c.object_uuid AND o.valid_to IS NULL)""",
     """DELETE FROM stage_grants
@@ -198,11 +230,45 @@ async def merge_staged(conn: AsyncConnection, snapshot_id: int) -> None:
     """Merge the staged rows of ``snapshot_id``'s ok observations into the versioned facts, log
     what changed since the complete snapshot before it, and refresh the labels, inside the
     caller's transaction."""
+    for statement in STAGE_KEYS:
+        await conn.execute(text(statement))
+    rebuilt = await _set_aside_grant_indexes(conn)
     for statement in MERGE_STATEMENTS:
         await conn.execute(text(statement), {"s": snapshot_id})
+    for statement in rebuilt:
+        await conn.execute(text(statement))
     await log_changes(conn, snapshot_id)
     for statement in REFRESH_LABELS:
         await conn.execute(text(statement))
+
+
+#: The indexes of ``grants`` that no merge statement looks rows up by, and their definitions.
+ASIDE_INDEXES = ("ix_grants_subject", "ix_grants_object", "ix_grants_valid_from")
+#: Fewer staged grants than this never set indexes aside: it would not pay.
+BULK_MIN_ROWS = 10_000
+
+
+async def _set_aside_grant_indexes(conn: AsyncConnection) -> list[str]:
+    """When the merge is about to add more grants than are open (a first snapshot, or a new
+    large workspace), drop the indexes it does not read, and return the statements that build
+    them again once the rows are in. Kept up to date row by row, each random uuid landed on a
+    page of its own: at ``huge`` the first merge wrote 11 GB; built once, by sorting, they cost
+    their size."""
+    staged = (await conn.execute(text("SELECT count(*) FROM stage_grants"))).scalar_one()
+    open_ = (
+        await conn.execute(text("SELECT count(*) FROM grants WHERE valid_to IS NULL"))
+    ).scalar_one()
+    if staged <= open_ or staged < BULK_MIN_ROWS:
+        return []
+    found = await conn.execute(
+        text("SELECT name, sql FROM sqlite_master WHERE type = 'index' AND tbl_name = 'grants'")
+    )
+    definitions = {str(name): str(sql) for name, sql in found if name in ASIDE_INDEXES}
+    for name in definitions:
+        await conn.execute(text(f"DROP INDEX {name}"))
+    log.info("building %d indexes of grants after the merge (%d rows staged, %d open)",
+             len(definitions), staged, open_)  # fmt: skip
+    return list(definitions.values())
 
 
 async def log_changes(conn: AsyncConnection, snapshot_id: int) -> None:
@@ -218,11 +284,14 @@ class SnapshotWriter:
     """Writes one snapshot. Use ``begin`` first, ``complete`` or ``fail`` last."""
 
     def __init__(
-        self, engine: AsyncEngine, *, tool_version: str, clock: Callable[[], str] = utc_now
-    ) -> None:
+        self, engine: AsyncEngine, *, tool_version: str, clock: Callable[[], str] = utc_now,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:  # fmt: skip
         self._engine = engine
         self._tool_version = tool_version
         self._clock = clock
+        self._monotonic = monotonic
+        self._flushed_at = monotonic()
         self._scope_ids: dict[tuple[str, str], int] = {}
         # Fetchers run concurrently; SQLite takes one writer at a time, so writes queue here.
         self._write_lock = asyncio.Lock()
@@ -314,7 +383,7 @@ class SnapshotWriter:
         never held whole.
         """
         s = self.snapshot_id
-        objects, grants, users = (self._pending[sql] for sql in STAGE_ORDER)
+        objects, grants, users, _ = (self._pending[sql] for sql in STAGE_ORDER)
         for r in records:
             if isinstance(r, ObjectRecord):
                 objects.append(
@@ -328,7 +397,14 @@ class SnapshotWriter:
                 )
             elif isinstance(r, UserRecord):
                 users.append((s, scope_id, r.uuid, r.display_name, r.nickname, r.account_id))
-        if len(objects) + len(grants) + len(users) >= STAGE_BATCH_ROWS:
+        await self._flush_if_due()
+
+    async def _flush_if_due(self) -> None:
+        """Write what waits once it makes a batch, or once it has waited ``STAGE_FLUSH_SECONDS``
+        (a slow night's pages reach the file as they come, not all at its end)."""
+        waiting = sum(len(rows) for rows in self._pending.values())
+        due = self._monotonic() - self._flushed_at >= STAGE_FLUSH_SECONDS
+        if waiting >= STAGE_BATCH_ROWS or (waiting and due):
             await self._flush()
 
     async def _flush(self) -> None:
@@ -339,6 +415,7 @@ class SnapshotWriter:
 
     def _take_pending(self) -> dict[str, list[tuple[object, ...]]]:
         """The rows waiting to be staged, by statement, leaving none behind."""
+        self._flushed_at = self._monotonic()
         pending = self._pending
         self._pending = {sql: [] for sql in STAGE_ORDER}
         return pending
@@ -354,32 +431,24 @@ class SnapshotWriter:
         self, scope_id: int, outcome: Outcome, detail: str | None = None, *, requests: int = 0
     ) -> None:
         """Record how the scope's observation ended (and how many requests it took). Only ``ok``
-        keeps what was staged."""
+        keeps what was staged: the merge reads the staged rows of ok observations alone.
+
+        The observation waits with the staged rows for the next batch: a transaction per scope
+        (200,000 explicit-grant scopes at ``huge``) rewrote the same pages again and again."""
         outcome = Outcome(outcome)
         if scope_id in self._finished:
             # Two readers of one scope would mix their pages: a bug, never a merge.
             raise RuntimeError(f"scope {scope_id} was already finished in this snapshot")
         self._finished.add(scope_id)
-        async with self._write_lock, self._engine.begin() as conn:
-            await self._write_pending(conn)
-            if outcome != Outcome.OK:
-                for table in (schema.stage_objects, schema.stage_grants, schema.stage_users):
-                    await conn.execute(
-                        table.delete()
-                        .where(table.c.snapshot_id == self.snapshot_id)
-                        .where(table.c.scope_id == scope_id)
-                    )
-            await conn.execute(
-                insert(schema.stage_observations)
-                .prefix_with("OR REPLACE")
-                .values(
-                    snapshot_id=self.snapshot_id,
-                    scope_id=scope_id,
-                    outcome=outcome.value,
-                    detail=detail,
-                    requests=requests,
-                )
-            )
+        if outcome != Outcome.OK:  # what is still waiting need not be written at all
+            for statement in (STAGE_OBJECT, STAGE_GRANT, STAGE_USER):
+                rows = self._pending[statement]
+                if any(row[1] == scope_id for row in rows):
+                    self._pending[statement] = [row for row in rows if row[1] != scope_id]
+        self._pending[STAGE_OBSERVATION].append(
+            (self.snapshot_id, scope_id, outcome.value, detail, requests)
+        )
+        await self._flush_if_due()
 
     async def complete(self, counters: RunCounters, *, skipped: int = 0) -> SnapshotSummary:
         """Merge everything staged into the fact tables, in one transaction.
@@ -468,6 +537,8 @@ class SnapshotWriter:
         log.debug("emptying the stage of snapshot %d", snapshot_id)
         for name in STAGE_TABLES:
             await conn.execute(text(f"DELETE FROM {name}"))
+        for statement in DROP_STAGE_KEYS:
+            await conn.execute(text(statement))
 
 
 def _counter_values(counters: RunCounters) -> dict[str, object]:

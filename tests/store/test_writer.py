@@ -21,9 +21,17 @@ from exporter.crawl.records import (
     UserRecord,
 )
 from exporter.errors import DatabaseError
+from exporter.store import writer as writer_module
 from exporter.store.database import open_database
 from exporter.store.queries import diff
-from exporter.store.writer import STAGE_BATCH_ROWS, RunCounters, SnapshotSummary, SnapshotWriter
+from exporter.store.writer import (
+    MERGE_STATEMENTS,
+    STAGE_BATCH_ROWS,
+    STAGE_FLUSH_SECONDS,
+    RunCounters,
+    SnapshotSummary,
+    SnapshotWriter,
+)
 
 ROLES = ScopeRef(ScopeKind.WORKSPACE_ROLES, "{w}", "workspace", "{w}", "w/permissions")
 
@@ -81,8 +89,9 @@ async def test_staged_rows_are_written_in_batches_not_held_whole(tmp_path: Path)
             ])
         written = await staged()
         assert STAGE_BATCH_ROWS <= written < STAGE_BATCH_ROWS + page
-        await writer.finish_scope(scope, Outcome.OK)  # a finished scope leaves nothing pending
-        assert await staged() == STAGE_BATCH_ROWS + page
+        # Finishing a scope commits nothing on its own: its observation waits for the batch.
+        await writer.finish_scope(scope, Outcome.OK)
+        assert await staged() == written
         await writer.complete(RunCounters())
         async with engine.connect() as conn:
             grants = (await conn.execute(text("SELECT count(*) FROM grants"))).scalar()
@@ -303,3 +312,117 @@ async def test_a_closure_is_counted_apart_from_the_scopes_read_ok(tmp_path: Path
     assert query(path, "SELECT valid_to FROM grants WHERE object_uuid = ?", R1) == [
         (deleting.snapshot_id,)
     ]
+
+
+async def test_a_row_staged_twice_counts_once_with_its_last_value(tmp_path: Path) -> None:
+    """Paging drift can repeat a row pages apart, even with another value (read in between):
+    the stage keeps every row as it comes, and the merge keeps the last one of each key."""
+    path = tmp_path / "a.db"
+    engine = await open_database(path)
+    try:
+        await snapshot(engine, [
+            (REPOS, Outcome.OK, [repository(R1), repository(R2)]),
+            (direct(R1), Outcome.OK, [grant(U1, R1, "read")]),
+        ])  # fmt: skip
+        renamed = ObjectRecord("repository", R1, "r1-new", "r1-new", True)
+        writer = SnapshotWriter(engine, tool_version="test")
+        await writer.begin()
+        repos, grants = await writer.scope_ids([REPOS, direct(R1)])
+        await writer.stage(repos, [repository(R1), repository(R2)])
+        await writer.stage(grants, [grant(U1, R1, "read"), grant(U2, R1, "write")])
+        for _ in range(3):  # far apart: more rows than a batch in between
+            await writer.stage(grants, [grant(f"{{x{n}}}", R1) for n in range(STAGE_BATCH_ROWS)])
+        await writer.stage(repos, [renamed, repository(R2)])
+        await writer.stage(grants, [grant(U1, R1, "admin"), grant(U2, R1, "write")])
+        await writer.finish_scope(repos, Outcome.OK)
+        await writer.finish_scope(grants, Outcome.OK)
+        await writer.complete(RunCounters())
+    finally:
+        await engine.dispose()
+    current = "SELECT subject_uuid, permission FROM grants WHERE valid_to IS NULL AND " \
+              "subject_uuid IN (?, ?) ORDER BY 1"  # fmt: skip
+    assert query(path, current, U1, U2) == [(U1, "admin"), (U2, "write")]
+    assert query(path, "SELECT count(*) FROM grants WHERE valid_to IS NULL") == [
+        (2 + STAGE_BATCH_ROWS,)
+    ]
+    assert query(path, "SELECT slug FROM objects WHERE valid_to IS NULL ORDER BY slug") == [
+        ("r1-new",), ("r2",)
+    ]
+    assert query(path, "SELECT count(*) FROM stage_grants") == [(0,)]
+
+
+async def test_the_merge_finds_a_deleted_repository_by_its_uuid(tmp_path: Path) -> None:
+    """The closure of a deleted object's child scopes looks the object up by its uuid. By
+    ``valid_to`` instead (SQLite's choice without a hint), each child scope scanned every object
+    closed that night: a night that closed 100,000 repositories (``huge``) never finished."""
+    path = tmp_path / "a.db"
+    engine = await open_database(path)
+    await engine.dispose()
+    closure = next(s for s in MERGE_STATEMENTS if "'deleted with its '" in s)
+    plan = [row[3] for row in query(path, f"EXPLAIN QUERY PLAN {closure}", 2)]
+    objects = [step for step in plan if step.startswith("SEARCH o USING") and "objects" in step]
+    assert objects and all("valid_to" not in step for step in objects), plan
+
+
+async def test_a_merge_that_sets_indexes_aside_builds_them_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A merge that adds more grants than are open drops the indexes it does not read and
+    builds them after: the database ends with the same indexes and the same answers."""
+    fresh = tmp_path / "fresh.db"
+    await (await open_database(fresh)).dispose()
+    indexes = "SELECT name, sql FROM sqlite_master WHERE type = 'index' ORDER BY name"
+    monkeypatch.setattr(writer_module, "BULK_MIN_ROWS", 0)
+    path = tmp_path / "a.db"
+    engine = await open_database(path)
+    try:
+        reads: list[Read] = [
+            (REPOS, Outcome.OK, [repository(R1)]),
+            (direct(R1), Outcome.OK, [grant(U1, R1)]),
+        ]
+        await snapshot(engine, reads)
+        await snapshot(engine, [*reads[:1], (direct(R1), Outcome.OK, [grant(U1, R1),
+                                                                    grant(U2, R1, "admin")])])
+        changes = await grant_changes(engine, 1, 2)
+    finally:
+        await engine.dispose()
+    assert query(path, indexes) == query(fresh, indexes)
+    assert [(c["subject_uuid"], c["change"], c["new_value"]) for c in changes] == [
+        (U2, "granted", "admin")
+    ]
+    by_subject = "SELECT count(*) FROM grants INDEXED BY ix_grants_subject WHERE subject_uuid = ?"
+    assert query(path, by_subject, U2) == [(1,)]
+
+
+async def test_staged_rows_that_waited_long_enough_are_written_without_a_full_batch(
+    tmp_path: Path,
+) -> None:
+    """A slow night's pages reach the file as they come: what has waited STAGE_FLUSH_SECONDS is
+    written with the next page or finished listing, batch full or not."""
+    now = [0.0]
+    engine = await open_database(tmp_path / "a.db")
+    try:
+        writer = SnapshotWriter(engine, tool_version="t", monotonic=lambda: now[0])
+        await writer.begin()
+        scope = await writer.scope_id(ROLES)
+
+        def staged() -> list[tuple[Any, ...]]:
+            counts = "SELECT (SELECT count(*) FROM stage_grants), " \
+                     "(SELECT count(*) FROM stage_observations)"  # fmt: skip
+            return query(tmp_path / "a.db", counts)
+
+        await writer.stage(scope, [GrantRecord("user", "{u1}", "workspace", "{w}", "member")])
+        now[0] = STAGE_FLUSH_SECONDS - 0.1
+        await writer.stage(scope, [GrantRecord("user", "{u2}", "workspace", "{w}", "member")])
+        assert staged() == [(0, 0)]
+        now[0] = STAGE_FLUSH_SECONDS
+        await writer.stage(scope, [GrantRecord("user", "{u3}", "workspace", "{w}", "member")])
+        assert staged() == [(3, 0)]
+        await writer.finish_scope(scope, Outcome.OK)
+        assert staged() == [(3, 0)]  # the observation waits its turn
+        now[0] = 2 * STAGE_FLUSH_SECONDS
+        other = await writer.scope_id(REPOS)
+        await writer.finish_scope(other, Outcome.OK)
+        assert staged() == [(3, 2)]
+    finally:
+        await engine.dispose()
