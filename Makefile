@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 DB ?= bbaccess-demo.db
 
 .DEFAULT_GOAL := help
-.PHONY: help demo test install-check bench lint typecheck clean
+.PHONY: help demo test install-check bench bench-huge lint typecheck clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -34,6 +34,9 @@ $(VENV)/.bench-installed: pyproject.toml $(BIN)/bbaccess
 
 bench: $(VENV)/.bench-installed ## measure the performance budgets of DESIGN.md (about 18 min), print a table
 	$(BIN)/python -m tests.bench
+
+bench-huge: $(VENV)/.bench-installed ## the huge org (10x large) through two nights and the queries, against the budgets (about 30 min, 10 GB of disk)
+	$(BIN)/python -m tests.bench.bench_huge
 
 lint: $(BIN)/bbaccess ## ruff and mypy only
 	$(BIN)/ruff check exporter tests

@@ -42,6 +42,7 @@ class CrawlResult:
     scopes_ok: int
     scopes_total: int
     peak_rss_mb: float = 0.0
+    written_bytes: int | None = None  # to disk, by the child (Linux only)
 
 
 class _TimedWriter(SnapshotWriter):
@@ -113,10 +114,21 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
+def written_bytes() -> int | None:
+    """Bytes this process caused to be written to disk (Linux ``/proc/self/io``), else None."""
+    try:
+        with open("/proc/self/io", encoding="ascii") as io:
+            fields = dict(line.split(":", 1) for line in io)
+        return int(fields["write_bytes"])
+    except (OSError, KeyError, ValueError):
+        return None
+
+
 def main(argv: list[str]) -> int:
     base_url, db = argv[0], Path(argv[1])
     result = asyncio.run(crawl(base_url, db))
-    print(json.dumps({**asdict(result), "peak_rss_mb": peak_rss_mb()}))
+    print(json.dumps({**asdict(result), "peak_rss_mb": peak_rss_mb(),
+                      "written_bytes": written_bytes()}))  # fmt: skip
     return 0
 
 

@@ -1,0 +1,193 @@
+"""``make bench-huge``: the ``huge`` org through two real nights, and the queries people run.
+
+``huge`` is ten times ``large``: 50 workspaces, 100,000 repositories, about 4.7 million effective
+grants and 210,000 per-object scopes. Each night is a real snapshot over HTTP against the
+simulator (in a thread of this process; latency 0, no rate limit, so that the figures are the
+exporter's and the store's own), taken by a child process whose peak memory and bytes written
+are its own. Between the nights a day of churn at 0.5 %. Then the queries, each in a fresh
+process or the plain ``sqlite3`` shell (default settings: what users run). Prints the table of
+figures against the budgets. About 30 minutes on two cores; needs about 10 GB of free disk.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from exporter.simulator import apply_churn, generate_org
+from tests.bench.bench_crawl import CrawlResult
+from tests.bench.bench_table import Row, report, verdict
+from tests.sim_thread import ThreadedSimulator
+from tests.test_readme_sql import README, cookbook, sql_blocks
+
+ROOT = Path(__file__).resolve().parents[2]
+SEED = 1
+CHURN = 0.005
+SAMPLE_SECONDS = 5.0
+MiB = 1024 * 1024
+
+#: Budgets of the scaling issue.
+RSS_BUDGET_MB = 300.0
+WRITTEN_BUDGET = 3.0  # bytes written by the first snapshot, times the database's size
+MERGE_BUDGET = 15.0
+QUERY_BUDGET = 2.0
+FLAT = 0.8  # the slowest fifth of a run fetches at least this share of the fastest one's rate
+
+
+@dataclass(frozen=True)
+class Night:
+    crawl: CrawlResult
+    #: Requests per second the simulator answered in each fifth of the fetching (merge apart).
+    fifths: list[float]
+
+
+def night(sim: ThreadedSimulator, db: Path) -> Night:
+    """One snapshot by a child process, with the simulator's request count sampled meanwhile."""
+    child = subprocess.Popen(
+        [sys.executable, "-m", "tests.bench.bench_crawl", sim.base_url, str(db)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT,
+    )  # fmt: skip
+    started = time.monotonic()
+    samples = [(0.0, sim.request_count)]
+    while child.poll() is None:
+        time.sleep(SAMPLE_SECONDS)
+        samples.append((time.monotonic() - started, sim.request_count))
+    out, err = child.communicate()
+    if child.returncode != 0:
+        raise RuntimeError(f"the bbaccess child failed:\n{err[-3000:]}")
+    return Night(CrawlResult(**json.loads(out.strip().splitlines()[-1])), fifths(samples))
+
+
+def fifths(samples: list[tuple[float, int]]) -> list[float]:
+    """Request rate in each fifth of the time until the last request (the merge follows it)."""
+    last = max(count for _, count in samples)
+    end = next(t for t, count in samples if count == last)
+    rates = []
+    for i in range(5):
+        lo, hi = end * i / 5, end * (i + 1) / 5
+        inside = [(t, c) for t, c in samples if lo <= t <= hi]
+        if len(inside) < 2:
+            return []
+        (t0, c0), (t1, c1) = inside[0], inside[-1]
+        rates.append((c1 - c0) / (t1 - t0) if t1 > t0 else 0.0)
+    return rates
+
+
+def shell_seconds(db: Path, sql: str) -> float | None:
+    """Seconds the plain ``sqlite3`` shell takes to answer ``sql`` (output discarded), or None
+    without a shell."""
+    shell = shutil.which("sqlite3")
+    if shell is None:
+        return None
+    started = time.perf_counter()
+    subprocess.run([shell, str(db)], input=sql, stdout=subprocess.DEVNULL, check=True, text=True)
+    return time.perf_counter() - started
+
+
+_MEASURED_CLI = (
+    "import resource, sys\n"
+    "from exporter.cli import main\n"
+    "code = main(sys.argv[1:])\n"
+    "sys.stderr.write(f'peak-rss-kib {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss}\\n')\n"
+    "sys.exit(code)\n"
+)
+
+
+def cli_seconds_and_mb(*args: str) -> tuple[float, float]:
+    """A bbaccess command in a fresh process, output discarded: its seconds and peak RSS."""
+    started = time.perf_counter()
+    done = subprocess.run(
+        [sys.executable, "-c", _MEASURED_CLI, *args], cwd=ROOT, text=True,
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, check=False,
+    )  # fmt: skip
+    seconds = time.perf_counter() - started
+    found = re.search(r"peak-rss-kib (\d+)", done.stderr)
+    if done.returncode not in (0, 6) or found is None:
+        raise RuntimeError(f"bbaccess {' '.join(args)} failed:\n{done.stderr[-3000:]}")
+    return seconds, int(found[1]) / 1024
+
+
+def rate_cells(rates: list[float]) -> str:
+    return " / ".join(f"{r:.0f}" for r in rates) if rates else "(too short to sample)"
+
+
+def is_flat(rates: list[float]) -> bool | None:
+    return None if not rates else min(rates) >= FLAT * max(rates)
+
+
+def main() -> int:
+    print("generating the huge org ...", file=sys.stderr, flush=True)
+    org = generate_org("huge", SEED)
+    rows: list[Row] = []
+    with tempfile.TemporaryDirectory() as tmp, ThreadedSimulator(org) as sim:
+        db = Path(tmp, "huge.db")
+        print("night 1 ...", file=sys.stderr, flush=True)
+        first = night(sim, db)
+        size_first = db.stat().st_size
+        apply_churn(org, rng=random.Random(SEED), rate=CHURN)
+        print("night 2 ...", file=sys.stderr, flush=True)
+        second = night(sim, db)
+        size = db.stat().st_size
+        print("queries ...", file=sys.stderr, flush=True)
+        diff_s, diff_mb = cli_seconds_and_mb("diff", "--db", str(db), "--format", "json")
+        access_at = shell_seconds(db, "SELECT count(*) FROM access_at WHERE snapshot_id = 2;")
+        changes = shell_seconds(db, "SELECT * FROM access_changes WHERE snapshot_id = 2;")
+        blocks = sql_blocks(cookbook(README.read_text(encoding="utf-8")))
+        cookbook_seconds = [shell_seconds(db, sql) for _, sql in blocks]
+    c1, c2 = first.crawl, second.crawl
+    written = c1.written_bytes
+    rows += [
+        Row("snapshot wall, first / nightly (every scope read)",
+            f"{c1.seconds:.0f} s / {c2.seconds:.0f} s ({c1.requests} / {c2.requests} requests)",
+            "reported", verdict(None)),
+        Row("peak RSS of the snapshot, first / nightly",
+            f"{c1.peak_rss_mb:.0f} MB / {c2.peak_rss_mb:.0f} MB", f"<= {RSS_BUDGET_MB:.0f} MB",
+            verdict(max(c1.peak_rss_mb, c2.peak_rss_mb) <= RSS_BUDGET_MB)),
+        Row("bytes written by the first snapshot / database size",
+            "n/a" if written is None else
+            f"{written / 1e9:.2f} GB / {size_first / 1e9:.2f} GB = {written / size_first:.1f}",
+            f"<= {WRITTEN_BUDGET:.0f}",
+            verdict(None if written is None else written / size_first <= WRITTEN_BUDGET)),
+        Row("bytes written by the nightly snapshot (it stages the whole org)",
+            "n/a" if c2.written_bytes is None else f"{c2.written_bytes / 1e9:.2f} GB",
+            "reported", verdict(None)),
+        Row("requests/s by fifth of the first run", rate_cells(first.fifths),
+            f"slowest >= {FLAT:.0%} of fastest", verdict(is_flat(first.fifths))),
+        Row("requests/s by fifth of the nightly run", rate_cells(second.fifths),
+            f"slowest >= {FLAT:.0%} of fastest", verdict(is_flat(second.fifths))),
+        Row("merge, first / nightly", f"{c1.merge_seconds:.1f} s / {c2.merge_seconds:.1f} s",
+            f"<= {MERGE_BUDGET:.0f} s",
+            verdict(max(c1.merge_seconds, c2.merge_seconds) <= MERGE_BUDGET)),
+        Row("`bbaccess diff --format json`, nightly, fresh process",
+            f"{diff_s:.1f} s, {diff_mb:.0f} MB", "reported", verdict(None)),
+    ]  # fmt: skip
+    for figure, seconds in (
+        ("`select count(*) from access_at where snapshot_id = 2`, sqlite3 shell", access_at),
+        ("`select * from access_changes where snapshot_id = 2`, sqlite3 shell", changes),
+    ):
+        rows.append(Row(figure, "no sqlite3 shell" if seconds is None else f"{seconds:.2f} s",
+                        f"<= {QUERY_BUDGET:.0f} s",
+                        verdict(None if seconds is None else seconds <= QUERY_BUDGET)))  # fmt: skip
+    timed = [(s, i) for i, s in enumerate(cookbook_seconds, 1) if s is not None]
+    if timed:
+        slowest, which = max(timed)
+        over = sum(1 for s, _ in timed if s > QUERY_BUDGET)
+        rows.append(Row(f"README cookbook queries ({len(timed)}), each in the sqlite3 shell",
+                        f"slowest {slowest:.2f} s (query {which}); {over} over budget",
+                        f"<= {QUERY_BUDGET:.0f} s each", verdict(over == 0)))  # fmt: skip
+    rows.append(Row("database size after two nights", f"{size / 1e9:.2f} GB", "reported",
+                    verdict(None)))
+    print(report(rows))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
