@@ -248,13 +248,14 @@ def _run_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--timeout", type=float, metavar="SECONDS",
                         help="give up on one request after this long, then retry (default 60)")
     parser.add_argument("--max-requests", type=int, metavar="N",
-                        help="each credential's cap on requests for the night: the "
-                        "workspace-wide listings are always read whole, then explicit grants in "
-                        "priority order until the cap; the rest are skipped and come first next "
-                        "night (default: no cap)")
+                        help="each credential's cap on requests for the night: workspaces in "
+                        "turn (never read, then least recently read), each read whole once "
+                        "started, while their expected requests fit (the night's first always "
+                        "starts), then explicit grants in priority order until the cap; the "
+                        "rest are skipped and come first next night (default: no cap)")
     parser.add_argument("--deadline", metavar="DURATION",
-                        help="start no explicit-grant scope after this long: 6h (default), 90m, "
-                        "1h30m, or 'none'")
+                        help="start no workspace and no explicit-grant scope after this long: "
+                        "6h (default), 90m, 1h30m, or 'none'")
 
 
 def run_flags(args: argparse.Namespace) -> dict[str, Any]:
@@ -394,7 +395,14 @@ def command_snapshot(args: argparse.Namespace) -> int:
     from exporter.export import run_snapshot
 
     settings, _ = load_settings(flags=run_flags(args), config_path=args.config)
-    return report_run(asyncio.run(run_snapshot(settings)))
+    result = asyncio.run(run_snapshot(settings))
+    code = report_run(result)
+    if result.later:
+        # No gap: the night could not hold every workspace; these wait for their turn.
+        shown = ", ".join(result.later[:10])
+        more = f" and {len(result.later) - 10} more" if len(result.later) > 10 else ""
+        print(f"  left for a later night: {len(result.later)} workspace(s), {shown}{more}")
+    return code
 
 
 def command_check(args: argparse.Namespace) -> int:
@@ -542,17 +550,24 @@ def command_coverage(args: argparse.Namespace) -> int:
     from exporter.render import render
     from exporter.store.database import open_database
     from exporter.store.queries import Coverage, coverage
+    from exporter.store.rotation import workspace_rotation
 
-    async def fetch() -> tuple[list[Coverage], int]:
+    async def fetch() -> tuple[list[Coverage], int, tuple[int, int, int | None]]:
         engine = await open_database(args.db, create=False)
         try:
             async with engine.connect() as conn:
-                return await coverage(conn)
+                rows, pace = await coverage(conn)
+                return rows, pace, await workspace_rotation(conn)
         finally:
             await engine.dispose()
 
-    rows, pace = asyncio.run(fetch())
+    rows, pace, (workspaces, read, oldest) = asyncio.run(fetch())
     print(render([vars(r) for r in rows], COVERAGE_COLUMNS, args.format))
+    if args.format == "table" and 0 < read < workspaces:
+        # Workspaces taken in turn: say how far the turn has come, at the last night's pace.
+        print(f"the last night read the workspace-wide listings of {read} of {workspaces} "
+              f"workspaces; the least recently read was read in snapshot {oldest}; every "
+              f"workspace is read once in {-(-workspaces // read)} night(s) at that pace")
     if args.format == "table":
         never = sum(r.never_observed for r in rows)
         total = sum(r.objects for r in rows)

@@ -1,12 +1,15 @@
 """One snapshot, end to end: discover workspaces, observe every scope, merge.
 
 ``run_snapshot(settings)`` is the one async entry point. It wires the fetchers (HTTP side) to the
-snapshot writer (store side); neither knows the other. The workspace-wide listings are read
-first, whole; then the per-object scopes (explicit grants of each repository and project) in the
-planner's order, until the night's request budget or deadline (``crawl.plan``). Every scope
+snapshot writer (store side); neither knows the other. First the workspaces, each credential's in
+the planner's order (never read, then least recently read), each read whole (all its
+workspace-wide listings) while the night's request budget and deadline allow; then the
+per-object scopes (explicit grants of each repository and project) of the workspaces read
+tonight, in the planner's order, in what is left of the night (``crawl.plan``). Every scope
 attempted ends as one observation: ``ok`` with its records staged page by page, or
-``forbidden``/``failed`` with the reason; per-object scopes left for a later night are counted as
-``skipped``. A refused credential stops the run at once; nothing of it is merged.
+``forbidden``/``failed`` with the reason; the listings of a workspace left for a later night and
+the per-object scopes not reached are counted as ``skipped``. A refused credential stops the run
+at once; nothing of it is merged.
 """
 
 from __future__ import annotations
@@ -25,14 +28,22 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from exporter import __version__
 from exporter.config import Settings
 from exporter.crawl.plan import (
+    LISTINGS,
     Candidate,
     NightBudget,
     NightPlan,
+    Rotation,
     ScopeHistory,
+    WorkspaceTurn,
     in_priority_order,
     night_line,
     per_object_line,
     plan_night,
+    rationed_plan,
+    rotation,
+    total_line,
+    with_estimates,
+    workspaces_in_order,
 )
 from exporter.crawl.records import (
     ObjectRecord,
@@ -47,7 +58,7 @@ from exporter.discovery import discover, observe_vanished
 from exporter.errors import ExporterError
 from exporter.observe import Pages, ScopeReport, observe_scope
 from exporter.progress import Counts, Plan, show_progress
-from exporter.ration import Rationer
+from exporter.ration import Rationer, WorkspaceRationer, WorkspaceTally
 from exporter.readers import Reader, Readers, counters_of, make_readers
 from exporter.store.database import (
     NOT_MERGED,
@@ -65,6 +76,7 @@ from exporter.store.queries import (
     per_object_history,
     workspace_requests_estimate,
 )
+from exporter.store.rotation import workspace_turns
 from exporter.store.writer import RunCounters, SnapshotSummary, SnapshotWriter
 
 log = logging.getLogger(__name__)
@@ -79,6 +91,8 @@ class RunResult:
     scopes: list[ScopeReport] = field(default_factory=list)
     unreachable: list[str] = field(default_factory=list)
     plan: NightPlan | None = None
+    #: Workspaces whose listings the night left for a later one (slugs): no gap, their turn.
+    later: list[str] = field(default_factory=list)
 
     @property
     def has_gaps(self) -> bool:
@@ -95,6 +109,13 @@ class Knowledge:
     history: dict[tuple[str, str], tuple[int | None, bool]] = field(default_factory=dict)
     #: Requests of each workspace's workspace-wide listings, as last observed (uuid -> count).
     workspace_requests: dict[str, int] = field(default_factory=dict)
+    #: When each workspace's listings were last read, and what that took (uuid -> (the oldest of
+    #: their latest ok observations, requests)); a workspace never read is absent.
+    turns: dict[str, tuple[int, int]] = field(default_factory=dict)
+
+    def turn(self, ws: WorkspaceRef) -> WorkspaceTurn:
+        last, requests = self.turns.get(ws.uuid, (None, 0))
+        return WorkspaceTurn(ws.uuid, ws.slug, last, requests)
 
 
 @dataclass
@@ -123,6 +144,30 @@ def _listed_pages(
     return pages
 
 
+def _tallied(read: Callable[[], Pages], tally: WorkspaceTally) -> Callable[[], Pages]:
+    """``read``, counting its pages on the workspace's tally."""
+
+    async def pages() -> Pages:
+        async for batch in read():
+            tally.pages += 1
+            yield batch
+
+    return pages
+
+
+@dataclass
+class Share:
+    """One credential's workspaces tonight: in the planner's order, what it had spent before
+    them, and which it read."""
+
+    reader: Reader
+    ordered: list[WorkspaceTurn]
+    spent: int = 0
+    rotation: Rotation | None = None
+    read: list[WorkspaceTurn] = field(default_factory=list)
+    pages: dict[str, int] = field(default_factory=dict)  # tonight's, by workspace uuid
+
+
 class Run:
     """One run's observing: the workspace-wide listings, then the per-object scopes."""
 
@@ -136,6 +181,7 @@ class Run:
         self.finished: list[ScopeReport] = []
         self.plan: NightPlan | None = None
         self.skipped = 0
+        self.later: list[str] = []
 
     def reader_for(self, ws: WorkspaceRef) -> Reader:
         """A workspace with a credential of its own is read with that credential only."""
@@ -154,21 +200,56 @@ class Run:
             len(workspaces),
             ", ".join(ws.slug for ws, _ in workspaces) or "none",
         )
-        jobs = [job for ws, record in workspaces for job in self._workspace_jobs(ws, record)]
-        self._announce(len(jobs), [ws for ws, _ in workspaces])
-        reports = await self._run_all(jobs, self._progress_plan(len(jobs)))
-        reports += await self.observe_per_object([ws for ws, _ in workspaces])
+        shares = self._shares([ws for ws, _ in workspaces])
+        self._announce(shares, [ws for ws, _ in workspaces])
+        records = dict(workspaces)
+        found = await self._read_workspaces(shares, records)
+        read = {t.uuid for share in shares.values() for t in share.read}
+        # Reports in the order of discovery and of the listings, whatever order read them.
+        reports = [found[(ws.uuid, spec.kind)] for ws, _ in workspaces if ws.uuid in read
+                   for spec in WORKSPACE_WIDE]  # fmt: skip
+        reports += await self.observe_per_object(
+            [ws for ws, _ in workspaces if ws.uuid in read], shares
+        )
+        later = [ws for ws, _ in workspaces if ws.uuid not in read]
+        self.later = [ws.slug for ws in later]
+        self.skipped += self._left_for_later(later)
         return reports + vanished, unreachable
 
+    def _shares(self, workspaces: list[WorkspaceRef]) -> dict[str, Share]:
+        """Each credential's workspaces, in the planner's order."""
+        shares: dict[str, Share] = {}
+        for ws in workspaces:
+            reader = self.reader_for(ws)
+            shares.setdefault(reader.name, Share(reader, [])).ordered.append(
+                self.knowledge.turn(ws)
+            )
+        for share in shares.values():
+            share.ordered = with_estimates(workspaces_in_order(share.ordered))
+            share.spent = share.reader.client.stats.requests
+            share.rotation = rotation(share.ordered, self.night, spent=share.spent)
+        return shares
+
+    def _left_for_later(self, workspaces: list[WorkspaceRef]) -> int:
+        """The scopes of workspaces whose listings wait for a later night: their listings and the
+        per-object scopes of their known repositories and projects; nothing of them is observed,
+        so their knowledge stays as last observed."""
+        if not workspaces:
+            return 0
+        uuids = {ws.uuid for ws in workspaces}
+        per_object = sum(len(per_object_kinds(o.object_type)) for o in self.knowledge.objects
+                         if o.workspace_uuid in uuids)  # fmt: skip
+        return LISTINGS * len(workspaces) + per_object
+
     def _workspace_jobs(
-        self, ws: WorkspaceRef, record: ObjectRecord | None
+        self, ws: WorkspaceRef, record: ObjectRecord | None, tally: WorkspaceTally
     ) -> list[Coroutine[Any, Any, ScopeReport]]:
         target = ScopeTarget.of_workspace(ws, record)
         listed = self.listed.objects.setdefault(ws.uuid, [])
         jobs = []
         reader = self.reader_for(ws)
         for spec in WORKSPACE_WIDE:
-            read = reader.pages(spec, target)
+            read = _tallied(reader.pages(spec, target), tally)
             if spec.kind in (ScopeKind.REPOSITORIES, ScopeKind.PROJECTS):
                 read = _listed_pages(read, ws, listed)
             job = observe_scope(self.writer, spec.ref(target), read)
@@ -185,50 +266,107 @@ class Run:
             self.listed.forbidden.add((ws.uuid, kind))
         return report
 
-    def _announce(self, listings: int, workspaces: list[WorkspaceRef]) -> None:
-        """The plan line of each credential (each has its own budget), before anything is read."""
-        by_reader: dict[str, list[WorkspaceRef]] = {}
-        for ws in workspaces:
-            by_reader.setdefault(self.reader_for(ws).name, []).append(ws)
-        for name, group in by_reader.items():
-            uuids = {ws.uuid for ws in group}
-            objects = [o for o in self.knowledge.objects if o.workspace_uuid in uuids]
-            kinds = [(o, spec) for o in objects for spec in per_object_kinds(o.object_type)]
-            never = sum(1 for o, spec in kinds if self.knowledge.history.get(
-                (spec.kind.value, o.uuid), (None, False))[0] is None)  # fmt: skip
-            share = listings * len(group) // max(len(workspaces), 1)
-            expected, basis = expected_requests(share, self.knowledge, uuids)
-            plan = plan_night(workspace_requests=expected, per_object=len(kinds),
-                              never_observed=never, budget=self.night)  # fmt: skip
-            who = "" if len(by_reader) == 1 else f" ({name})"
-            line = night_line(plan, self.night, basis, first=not self.knowledge.objects)
-            log.info("%s%s", line, who)
+    def _known_scopes(self, uuids: set[str]) -> tuple[list[tuple[KnownObject, str]], int]:
+        """The known per-object scopes of these workspaces, and how many were never observed."""
+        objects = [o for o in self.knowledge.objects if o.workspace_uuid in uuids]
+        kinds = [(o, spec.kind.value) for o in objects for spec in per_object_kinds(o.object_type)]
+        history = self.knowledge.history
+        never = sum(1 for o, kind in kinds if history.get((kind, o.uuid), (None, False))[0] is None)
+        return kinds, never
 
-    def _progress_plan(self, listings: int) -> Plan:
+    def _announce(self, shares: dict[str, Share], workspaces: list[WorkspaceRef]) -> None:
+        """The plan line of each credential (each has its own budget), before anything is read;
+        with several credentials, when some leave workspaces for later, the line of them all."""
+        listings = LISTINGS * len(workspaces)
+        first = not self.knowledge.objects
+        for name, share in shares.items():
+            uuids = {t.uuid for t in share.ordered}
+            kinds, never = self._known_scopes(uuids)
+            assert share.rotation is not None
+            if share.rotation.rationed:
+                # Tonight's explicit grants are those of the workspaces read tonight.
+                tonight = share.ordered[: share.rotation.tonight]
+                kinds, never = self._known_scopes({t.uuid for t in tonight})
+                plan = rationed_plan(share.rotation, share.ordered, per_object=len(kinds),
+                                     never_observed=never, scopes=self._scopes_by_workspace(uuids),
+                                     budget=self.night, spent=share.spent)  # fmt: skip
+                basis = _basis(tonight)
+            else:
+                share_of = listings * len(share.ordered) // max(len(workspaces), 1)
+                expected, basis = expected_requests(share_of, self.knowledge, uuids)
+                plan = plan_night(workspace_requests=expected, per_object=len(kinds),
+                                  never_observed=never, budget=self.night)  # fmt: skip
+            who = "" if len(shares) == 1 else f" ({name})"
+            log.info("%s%s", night_line(plan, self.night, basis, first=first), who)
+        rotations = [s.rotation for s in shares.values() if s.rotation is not None]
+        if len(rotations) > 1 and any(r.rationed for r in rotations):
+            log.info("%s", total_line(rotations, sum(r.requests for r in rotations)))
+
+    def _scopes_by_workspace(self, uuids: set[str]) -> dict[str, int]:
+        """Known per-object scopes of each of these workspaces."""
+        found: dict[str, int] = dict.fromkeys(uuids, 0)
+        for obj in self.knowledge.objects:
+            if obj.workspace_uuid in found:
+                found[obj.workspace_uuid] += len(per_object_kinds(obj.object_type))
+        return found
+
+    def _progress_plan(self, shares: dict[str, Share], listings: int) -> Plan:
+        rotations = [s.rotation for s in shares.values() if s.rotation is not None]
+        if any(r.rationed for r in rotations):
+            expected = sum(r.requests for r in rotations)
+            tonight = [t for s in shares.values() if s.rotation is not None
+                       for t in s.ordered[: s.rotation.tonight]]  # fmt: skip
+            first = any(t.never_read for t in tonight)
+            return Plan(LISTINGS * len(tonight), expected, _basis(tonight),
+                        rate=self.settings.rate, grows=first)  # fmt: skip
         expected, basis = expected_requests(listings, self.knowledge)
         first = basis.startswith("one page per listing")
         return Plan(listings, expected, basis, rate=self.settings.rate, grows=first)
 
-    async def _run_all(
-        self, jobs: list[Coroutine[Any, Any, ScopeReport]], plan: Plan
-    ) -> list[ScopeReport]:
-        async def observed(job: Coroutine[Any, Any, ScopeReport]) -> ScopeReport:
-            report = await job
-            self.finished.append(report)
-            return report
+    async def _read_workspaces(
+        self, shares: dict[str, Share], records: dict[WorkspaceRef, ObjectRecord | None]
+    ) -> dict[tuple[str, ScopeKind], ScopeReport]:
+        """Each credential's workspaces, in its order, each read whole, while its night allows
+        (``WorkspaceRationer``); the reports of their listings."""
+        refs = {ws.uuid: ws for ws in records}
+        found: dict[tuple[str, ScopeKind], ScopeReport] = {}
 
+        async def read_workspace(share: Share, turn: WorkspaceTurn, tally: WorkspaceTally) -> None:
+            ws = refs[turn.uuid]
+            jobs = self._workspace_jobs(ws, records[ws], tally)
+            async with asyncio.TaskGroup() as group:
+                tasks = [group.create_task(self._finished_one(job)) for job in jobs]
+            for spec, task in zip(WORKSPACE_WIDE, tasks, strict=True):
+                found[(ws.uuid, spec.kind)] = task.result()
+            share.pages[ws.uuid] = tally.pages
+
+        plan = self._progress_plan(shares, LISTINGS * len(records))
         progress = asyncio.create_task(
             show_progress(plan, self._counts, every=self.settings.progress_every)
         )
         try:
             async with asyncio.TaskGroup() as group:
-                tasks = [group.create_task(observed(job)) for job in jobs]
+                for share in shares.values():
+
+                    async def ration(share: Share = share) -> None:
+                        def read(turn: WorkspaceTurn, tally: WorkspaceTally) -> Awaitable[None]:
+                            return read_workspace(share, turn, tally)
+
+                        rationer = WorkspaceRationer(share.reader, self.night, read)
+                        share.read = await rationer.run(share.ordered)
+
+                    group.create_task(ration())
         except ExceptionGroup as failure:
             raise _first_exporter_error(failure) from None
         finally:
             progress.cancel()
             await asyncio.gather(progress, return_exceptions=True)
-        return [task.result() for task in tasks]
+        return found
+
+    async def _finished_one(self, job: Coroutine[Any, Any, ScopeReport]) -> ScopeReport:
+        report = await job
+        self.finished.append(report)
+        return report
 
     def _counts(self) -> Counts:
         counters = counters_of(self.readers)
@@ -267,16 +405,54 @@ class Run:
                         found.append(Candidate(spec, target, ScopeHistory(last, changed)))
         return in_priority_order(found)
 
-    async def observe_per_object(self, workspaces: list[WorkspaceRef]) -> list[ScopeReport]:
-        """Each credential's per-object scopes, in the planner's order, within its night."""
+    def _per_object_plan(
+        self, reader: Reader, ordered: list[Candidate], share: Share | None
+    ) -> NightPlan:
+        """The plan of one credential's per-object scopes, once its workspaces are read; when
+        some of its workspaces were left for later, with tonight's share of them and the pace of
+        the rotation, tonight's workspaces counted as they were read."""
+        never = sum(c.never_observed for c in ordered)
+        requests = reader.client.stats.requests
+        if share is None or len(share.read) == len(share.ordered):
+            return plan_night(workspace_requests=requests, per_object=len(ordered),
+                              never_observed=never, budget=self.night)  # fmt: skip
+        snapshot = self.writer.snapshot_id
+        turns = with_estimates([WorkspaceTurn(t.uuid, t.slug, snapshot, share.pages.get(t.uuid, 0))
+                                if t in share.read else t for t in share.ordered])  # fmt: skip
+        tonight = len(share.read)
+        scopes = self._scopes_by_workspace({t.uuid for t in share.ordered})
+        scopes.update(dict.fromkeys((t.uuid for t in share.read), 0))
+        for candidate in ordered:
+            scopes[candidate.target.workspace.uuid] += 1
+        done = rotation(turns, self.night, spent=share.spent, tonight=tonight)
+        return rationed_plan(done, turns, per_object=len(ordered), never_observed=never,
+                             scopes=scopes, budget=self.night, spent=share.spent,
+                             workspace_requests=requests, tonight=tonight)  # fmt: skip
+
+    async def observe_per_object(
+        self, workspaces: list[WorkspaceRef], shares: dict[str, Share] | None = None
+    ) -> list[ScopeReport]:
+        """Each credential's per-object scopes of the workspaces read tonight, in the planner's
+        order, within its night."""
         by_reader: dict[str, tuple[Reader, list[Candidate]]] = {}
         slugs = {ws.uuid: ws for ws in workspaces}
         for candidate in self.candidates(workspaces):
             reader = self.reader_for(slugs[candidate.target.workspace.uuid])
             by_reader.setdefault(reader.name, (reader, []))[1].append(candidate)
+        shares = shares or {}
+        # A credential that left workspaces for later says so even with no per-object scope.
+        names = [*by_reader, *(name for name, share in shares.items()
+                               if name not in by_reader and len(share.read) < len(share.ordered))]
+        for name in names:
+            reader, ordered = by_reader.get(name) or (shares[name].reader, [])
+            plan = self._per_object_plan(reader, ordered, shares.get(name))
+            self.plan = self.plan or plan
+            who = "" if len(names) == 1 else f" ({reader.name})"
+            log.info("%s%s", per_object_line(plan, self.night), who)
         if not by_reader:
-            self.plan = plan_night(workspace_requests=counters_of(self.readers).requests,
-                                   per_object=0, never_observed=0, budget=self.night)
+            if self.plan is None:
+                self.plan = plan_night(workspace_requests=counters_of(self.readers).requests,
+                                       per_object=0, never_observed=0, budget=self.night)
             return []
         before = len(self.finished)
         reports: list[ScopeReport] = []
@@ -295,15 +471,6 @@ class Run:
         try:
             async with asyncio.TaskGroup() as group:
                 for reader, ordered in by_reader.values():
-                    plan = plan_night(
-                        workspace_requests=reader.client.stats.requests,
-                        per_object=len(ordered),
-                        never_observed=sum(c.never_observed for c in ordered),
-                        budget=self.night,
-                    )
-                    self.plan = self.plan or plan
-                    who = "" if len(by_reader) == 1 else f" ({reader.name})"
-                    log.info("%s%s", per_object_line(plan, self.night), who)
                     rationer = Rationer(reader, self.writer, self.night,
                                         concurrency=self.settings.concurrency, observe=observe)
                     group.create_task(rationer.run(ordered))
@@ -316,6 +483,18 @@ class Run:
         if self.skipped:
             log.info("%d per-object scopes left for a later night", self.skipped)
         return reports
+
+
+def _basis(tonight: list[WorkspaceTurn]) -> str:
+    """Why tonight's workspaces are expected to take what the plan says."""
+    never = [t for t in tonight if t.never_read]
+    if not never:
+        return "as last observed"
+    if any(t.estimate for t in never):
+        return "as last observed; those never read as the average of those read"
+    if len(never) == len(tonight):
+        return "one page per listing; more for large listings"
+    return "as last observed; one page per listing of those never read"
 
 
 def expected_requests(
@@ -363,6 +542,7 @@ async def load_knowledge(writer_engine: Any) -> Knowledge:
             objects=objects,
             history=await per_object_history(conn, objects),
             workspace_requests=await workspace_requests_estimate(conn),
+            turns=await workspace_turns(conn),
         )
 
 
@@ -425,7 +605,7 @@ async def _observe_and_merge(
         if raised is error:
             raise
         raise raised from None
-    return RunResult(summary, counters, 0.0, scopes, unreachable, run.plan)
+    return RunResult(summary, counters, 0.0, scopes, unreachable, run.plan, run.later)
 
 
 async def run_snapshot(

@@ -16,6 +16,7 @@ from exporter.simulator import (
     diff_explicit,
     explicit_state,
 )
+from tests.bench.bench_plan import workspace_wide_minimum
 from tests.integration.conftest import (
     Cli,
     diff_key,
@@ -81,9 +82,12 @@ def expected_explicit(
 def test_rationed_nights_cover_everything_as_predicted_and_diff_only_what_they_verified(
     cli: Cli, org: Org
 ) -> None:
-    # Night 1 reads the workspace-wide listings only: that is what they cost.
-    assert cli("snapshot", "--max-requests", "1") == EXIT_OK, cli.stderr
+    # Night 1 reads the workspace-wide listings only (a cap of what they take: every workspace
+    # fits, nothing is left for explicit grants): that is what they cost.
+    wide = workspace_wide_minimum(org)
+    assert cli("snapshot", "--max-requests", str(wide)) == EXIT_OK, cli.stderr
     listings = cli.sql("SELECT requests FROM snapshots")[0][0]
+    assert listings == wide
     cap = str(listings + ROOM)
     states = {1: explicit_state(org)}
 
