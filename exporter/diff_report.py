@@ -18,6 +18,7 @@ from exporter.store.database import open_database
 from exporter.store.queries import (
     CHANGE_COLUMNS,
     CHANGE_ORDER,
+    NOT_ATTEMPTED,
     UnverifiedCount,
     UnverifiedScope,
     baseline_count,
@@ -238,9 +239,17 @@ class _Table(_Writer):
         if unverified:
             out.write(f"{len(unverified)} scopes not observed in between, so nothing is claimed "
                       "about them:\n")
+            # Workspaces whose turn did not come (hundreds of listings a night at huge): one
+            # line for them all; a listing that was tried and failed, one line each.
+            waiting = sorted({s.workspace for s in unverified if s.outcome == NOT_ATTEMPTED})
+            if waiting:
+                out.write(f"  the listings of {len(waiting)} workspace"
+                          f"{'' if len(waiting) == 1 else 's'}, not read in between (their turn "
+                          f"is to come): {', '.join(waiting)}\n")  # fmt: skip
             for scope in unverified:
-                detail = f": {scope.detail}" if scope.detail else ""
-                out.write(f"  {scope.label} ({scope.outcome}{detail})\n")
+                if scope.outcome != NOT_ATTEMPTED:
+                    detail = f": {scope.detail}" if scope.detail else ""
+                    out.write(f"  {scope.label} ({scope.outcome}{detail})\n")
         if per_object:
             total = sum(u.count for u in per_object)
             out.write(f"{total} explicit-grant scopes of repositories and projects not observed "

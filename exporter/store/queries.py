@@ -79,11 +79,16 @@ class SnapshotRow:
         return (datetime.fromisoformat(self.finished_at) - start).total_seconds()
 
 
+#: The outcome shown for a scope with no attempt at all in between.
+NOT_ATTEMPTED = "not attempted"
+
+
 @dataclass(frozen=True)
 class UnverifiedScope:
     label: str
-    outcome: str
+    outcome: str  # of its last attempt in between; 'not attempted' (say, left for a later night)
     detail: str | None
+    workspace: str  # the workspace's slug (its uuid if never labelled)
 
 
 @dataclass(frozen=True)
@@ -282,11 +287,13 @@ async def unverified_scopes(
         text("""SELECT s.label,
                        coalesce((SELECT o.outcome FROM observations o WHERE o.scope_id = s.id
                                    AND o.snapshot_id > :a AND o.snapshot_id <= :b
-                                 ORDER BY o.snapshot_id DESC LIMIT 1), 'not attempted'),
+                                 ORDER BY o.snapshot_id DESC LIMIT 1), :not_attempted),
                        (SELECT o.detail FROM observations o WHERE o.scope_id = s.id
                            AND o.snapshot_id > :a AND o.snapshot_id <= :b
                          ORDER BY o.snapshot_id DESC LIMIT 1),
-                       s.parent_scope_id IS NOT NULL, s.kind
+                       s.parent_scope_id IS NOT NULL, s.kind,
+                       coalesce((SELECT l.label FROM labels l WHERE l.uuid = s.workspace_uuid),
+                                s.workspace_uuid)
                   FROM scopes s
                  WHERE EXISTS (SELECT 1 FROM observations o WHERE o.scope_id = s.id
                                   AND o.snapshot_id <= :b)
@@ -294,15 +301,15 @@ async def unverified_scopes(
                                       AND o.outcome = 'ok'
                                       AND o.snapshot_id > :a AND o.snapshot_id <= :b)
                  ORDER BY s.label"""),
-        {"a": a, "b": b},
+        {"a": a, "b": b, "not_attempted": NOT_ATTEMPTED},
     )
     listed: list[UnverifiedScope] = []
     counted: dict[tuple[str, str], int] = {}
-    for label, outcome, detail, per_object, kind in rows:
+    for label, outcome, detail, per_object, kind, workspace in rows:
         if per_object:
             counted[(str(kind), str(outcome))] = counted.get((str(kind), str(outcome)), 0) + 1
         else:
-            listed.append(UnverifiedScope(str(label), str(outcome), detail))
+            listed.append(UnverifiedScope(str(label), str(outcome), detail, str(workspace)))
     return listed, [UnverifiedCount(k, o, n) for (k, o), n in sorted(counted.items())]
 
 

@@ -176,9 +176,16 @@ def test_a_cap_below_the_listings_reads_every_workspace_in_turn_and_diffs_what_i
             explicit_truth_key(c, org) for _, _, c in expected
         ), night
         compared += len(expected_wide) + len(expected)
-        # Nothing is said about a workspace not read tonight.
+        # Nothing is said about a workspace not read tonight; the table names them on one line.
         names = {ws.slug for uuid, ws in org.workspaces.items() if uuid not in read}
         assert not [r for r in reported if r["workspace"] in names]
+        assert cli("diff") == EXIT_OK
+        waiting = [line for line in cli.stdout.splitlines() if "their turn is to come" in line]
+        known = {org.workspaces[uuid].slug for uuid, nights_read in turns.items()
+                 if uuid not in read and nights_read}  # never read: nothing known to verify
+        listed = [set(line.split(": ")[-1].split(", ")) for line in waiting]
+        assert listed == ([known] if known else [])
+        assert not [line for line in cli.stdout.splitlines() if "(not attempted" in line]
     assert compared >= 10 and unread_nights == nights
     check_turns(turns, nights, predictions)
     # coverage says how far the turn has come.
