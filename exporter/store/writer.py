@@ -101,6 +101,10 @@ class SnapshotSummary:
 #: page order, and a key kept up to date row by row rewrote about a page per row), dropped with the
 #: staged rows. Of a row staged twice (paging drift) the last one counts.
 STAGE_KEYS = (
+    # What a run marked aborted staged (it may have gone on writing) is no part of this one.
+    "DELETE FROM stage_grants WHERE snapshot_id <> :s",
+    "DELETE FROM stage_objects WHERE snapshot_id <> :s",
+    "DELETE FROM stage_users WHERE snapshot_id <> :s",
     "CREATE INDEX IF NOT EXISTS stage_grants_key "
     "ON stage_grants (scope_id, subject_uuid, object_uuid)",
     "CREATE INDEX IF NOT EXISTS stage_objects_key ON stage_objects (scope_id, uuid)",
@@ -231,7 +235,7 @@ async def merge_staged(conn: AsyncConnection, snapshot_id: int) -> None:
     what changed since the complete snapshot before it, and refresh the labels, inside the
     caller's transaction."""
     for statement in STAGE_KEYS:
-        await conn.execute(text(statement))
+        await conn.execute(text(statement), {"s": snapshot_id})
     rebuilt = await _set_aside_grant_indexes(conn)
     for statement in MERGE_STATEMENTS:
         await conn.execute(text(statement), {"s": snapshot_id})

@@ -394,23 +394,23 @@ SELECT b.snapshot_id, sn.finished_at, b.from_snapshot_id,
        coalesce(w.label, s.workspace_uuid), o.object_type, coalesce(l.label, o.uuid),
        NULL, NULL, 'baseline', NULL, NULL, NULL, NULL, NULL, NULL, o.uuid, o.scope_id
   FROM snapshots sn
-  CROSS JOIN baseline_scopes b ON b.snapshot_id = sn.id
+  CROSS JOIN objects o ON o.valid_from = sn.id
+  CROSS JOIN baseline_scopes b ON b.snapshot_id = sn.id AND b.scope_id = o.scope_id
   JOIN scopes s ON s.id = b.scope_id
-  JOIN objects o ON o.valid_from = b.snapshot_id AND o.scope_id = b.scope_id
-                AND (o.valid_to IS NULL OR o.valid_to > b.snapshot_id)
   LEFT JOIN object_labels w ON w.uuid = s.workspace_uuid AND w.object_type = 'workspace'
   LEFT JOIN object_labels l ON l.uuid = o.uuid
+ WHERE o.valid_to IS NULL OR o.valid_to > sn.id
 UNION ALL
 SELECT b.snapshot_id, sn.finished_at, b.from_snapshot_id,
        coalesce(w.label, s.workspace_uuid), g.object_type, coalesce(l.label, g.object_uuid),
        g.subject_type, coalesce(u.display_name, sl.label, g.subject_uuid), 'baseline', NULL,
        NULL, g.permission, s.source, NULL, g.subject_uuid, g.object_uuid, g.scope_id
   FROM snapshots sn
-  CROSS JOIN baseline_scopes b ON b.snapshot_id = sn.id
+  CROSS JOIN grants g ON g.valid_from = sn.id
+  CROSS JOIN baseline_scopes b ON b.snapshot_id = sn.id AND b.scope_id = g.scope_id
   JOIN scopes s ON s.id = b.scope_id
-  JOIN grants g ON g.valid_from = b.snapshot_id AND g.scope_id = b.scope_id
-               AND (g.valid_to IS NULL OR g.valid_to > b.snapshot_id)
   LEFT JOIN object_labels w ON w.uuid = s.workspace_uuid AND w.object_type = 'workspace'
   LEFT JOIN object_labels l ON l.uuid = g.object_uuid
   LEFT JOIN users u ON u.uuid = g.subject_uuid
-  LEFT JOIN object_labels sl ON g.subject_type = 'group' AND sl.uuid = g.subject_uuid"""
+  LEFT JOIN object_labels sl ON g.subject_type = 'group' AND sl.uuid = g.subject_uuid
+ WHERE g.valid_to IS NULL OR g.valid_to > sn.id"""

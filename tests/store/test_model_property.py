@@ -4,8 +4,11 @@ display names for users, and the same count of scopes by outcome on every snapsh
 from __future__ import annotations
 
 import asyncio
+import itertools
 import shutil
 import tempfile
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -27,7 +30,12 @@ from exporter.crawl.records import (
 from exporter.store.database import open_database
 from exporter.store.queries import diff
 from exporter.store.sql import DIFF_SQL
-from exporter.store.writer import RunCounters, SnapshotSummary, SnapshotWriter
+from exporter.store.writer import (
+    STAGE_FLUSH_SECONDS,
+    RunCounters,
+    SnapshotSummary,
+    SnapshotWriter,
+)
 from tests.store.naive import OUTCOMES, Facts, NaiveScope, NaiveStore, Names
 
 WS = "{ws}"
@@ -188,8 +196,14 @@ async def run_nights(path: Path, nights: list[Night]) -> NaiveStore:
         summary = await setup.complete(RunCounters())
         naive.record(1, {}, finished={PROJECT_LISTING.label: "ok"})
         check_summary(summary, naive)
-        for n in nights:
-            writer = SnapshotWriter(engine, tool_version="test")
+        for i, n in enumerate(nights):
+            # Every other night writes each page at once (its clock says a flush is always due),
+            # so that a failed scope's rows reach the stage before it fails; the others keep
+            # them waiting until the batch, and a failed scope's rows are dropped unwritten.
+            writer = SnapshotWriter(
+                engine, tool_version="test",
+                monotonic=_always_due() if i % 2 else time.monotonic,
+            )  # fmt: skip
             snapshot_id = await writer.begin()
             observed: dict[str, Facts] = {}
             finished: dict[str, str] = {}
@@ -342,6 +356,12 @@ async def check_against_naive(path: Path, nights: list[Night]) -> None:
             assert await real_diff(engine, previous, b, view) == naive.diff(previous, b), b
     finally:
         await engine.dispose()
+
+
+def _always_due() -> Callable[[], float]:
+    """A clock on which every staged page has waited long enough to be written at once."""
+    ticks = itertools.count(step=STAGE_FLUSH_SECONDS)
+    return lambda: float(next(ticks))
 
 
 def _night(
