@@ -300,6 +300,9 @@ class SnapshotWriter:
         # Fetchers run concurrently; SQLite takes one writer at a time, so writes queue here.
         self._write_lock = asyncio.Lock()
         self._finished: set[int] = set()
+        # The users each scope in progress has named: a listing names a user on every page that
+        # holds one of theirs (at huge, 3.4 million repeats a night), and one row is enough.
+        self._names_seen: dict[int, set[str]] = {}
         # Staged rows wait here until a batch is full: one transaction per page rewrote the same
         # index pages into the WAL again and again, and staging fell behind the fetchers.
         self._pending: dict[str, list[tuple[object, ...]]] = {}
@@ -400,7 +403,10 @@ class SnapshotWriter:
                      r.permission)
                 )
             elif isinstance(r, UserRecord):
-                users.append((s, scope_id, r.uuid, r.display_name, r.nickname, r.account_id))
+                seen = self._names_seen.setdefault(scope_id, set())
+                if r.uuid not in seen:  # every page names its users again
+                    seen.add(r.uuid)
+                    users.append((s, scope_id, r.uuid, r.display_name, r.nickname, r.account_id))
         await self._flush_if_due()
 
     async def _flush_if_due(self) -> None:
@@ -444,6 +450,7 @@ class SnapshotWriter:
             # Two readers of one scope would mix their pages: a bug, never a merge.
             raise RuntimeError(f"scope {scope_id} was already finished in this snapshot")
         self._finished.add(scope_id)
+        self._names_seen.pop(scope_id, None)
         if outcome != Outcome.OK:  # what is still waiting need not be written at all
             for statement in (STAGE_OBJECT, STAGE_GRANT, STAGE_USER):
                 rows = self._pending[statement]

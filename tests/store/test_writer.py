@@ -475,3 +475,25 @@ def test_a_week_of_access_changes_by_date_does_not_read_every_version(
 
 async def _fresh(path: Path) -> None:
     await (await open_database(path)).dispose()
+
+
+async def test_a_user_named_on_every_page_of_a_listing_is_staged_once(tmp_path: Path) -> None:
+    path = tmp_path / "a.db"
+    engine = await open_database(path)
+    try:
+        writer = SnapshotWriter(engine, tool_version="t")
+        await writer.begin()
+        scope = await writer.scope_id(ROLES)
+        for page in range(3):
+            await writer.stage(scope, [
+                UserRecord(U1, "Ada"),
+                GrantRecord("user", U1, "workspace", f"{{w{page}}}", "member"),
+            ])  # fmt: skip
+        await writer.finish_scope(scope, Outcome.OK)
+        await writer._flush()
+        staged = query(path, "SELECT uuid, display_name FROM stage_users")
+        await writer.complete(RunCounters())
+    finally:
+        await engine.dispose()
+    assert staged == [(U1, "Ada")]
+    assert query(path, "SELECT uuid, display_name FROM users") == [(U1, "Ada")]
