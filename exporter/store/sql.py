@@ -139,7 +139,34 @@ grant_changes AS (
       FROM grant_pairs gp JOIN scopes s ON s.id = gp.scope_id),
 workspaces AS (SELECT uuid, label FROM object_labels WHERE object_type = 'workspace')"""
 
-CHANGES_SELECT = """SELECT c.b AS snapshot_id,
+#: A grant change's name: membership changes are ``added to group`` and ``removed from group``.
+_GRANT_CHANGE = """\
+       CASE WHEN c.source = 'membership' AND c.change = 'granted' THEN 'added to group'
+            WHEN c.source = 'membership' AND c.change = 'revoked' THEN 'removed from group'
+            ELSE c.change END"""
+
+#: Why a grant was granted or revoked: how far a group reaches, or its object's creation or
+#: deletion.
+_GRANT_REASON = """\
+       CASE WHEN c.source = 'membership' AND c.change IN ('revoked', 'granted') THEN
+            'the group grants access to ' || (SELECT count(DISTINCT reached) FROM (
+                SELECT x.object_uuid AS reached FROM grants x
+                 WHERE x.subject_uuid = c.object_uuid AND x.object_type = 'repository'
+                   AND x.valid_from <= c.b AND (x.valid_to IS NULL OR x.valid_to > c.b)
+                UNION ALL
+                SELECT r.uuid FROM grants x JOIN objects r ON r.parent_uuid = x.object_uuid
+                 WHERE x.subject_uuid = c.object_uuid AND x.object_type = 'project'
+                   AND x.valid_from <= c.b AND (x.valid_to IS NULL OR x.valid_to > c.b)
+                   AND r.object_type = 'repository' AND r.valid_from <= c.b
+                   AND (r.valid_to IS NULL OR r.valid_to > c.b)))
+            || ' repositories'
+            WHEN c.change IN ('revoked', 'granted') THEN
+            (SELECT oe.change || ' ' || c.object_type FROM object_events oe
+              WHERE oe.b = c.b AND oe.uuid = c.object_uuid
+                AND oe.change = CASE c.change WHEN 'revoked' THEN 'deleted'
+                                              ELSE 'created' END) END"""
+
+CHANGES_SELECT = f"""SELECT c.b AS snapshot_id,
        (SELECT sn.finished_at FROM snapshots sn WHERE sn.id = c.b) AS snapshot_at,
        c.a AS from_snapshot_id,
        coalesce(w.label, s.workspace_uuid) AS workspace,
@@ -167,30 +194,12 @@ SELECT c.b, (SELECT sn.finished_at FROM snapshots sn WHERE sn.id = c.b), c.a,
        coalesce(l.label, c.object_uuid),
        c.subject_type,
        coalesce(u.display_name, sl.label, c.subject_uuid),
-       CASE WHEN c.source = 'membership' AND c.change = 'granted' THEN 'added to group'
-            WHEN c.source = 'membership' AND c.change = 'revoked' THEN 'removed from group'
-            ELSE c.change END,
+{_GRANT_CHANGE},
        NULL,
        c.old_value,
        c.new_value,
        c.source,
-       CASE WHEN c.source = 'membership' AND c.change IN ('revoked', 'granted') THEN
-            'the group grants access to ' || (SELECT count(DISTINCT reached) FROM (
-                SELECT x.object_uuid AS reached FROM grants x
-                 WHERE x.subject_uuid = c.object_uuid AND x.object_type = 'repository'
-                   AND x.valid_from <= c.b AND (x.valid_to IS NULL OR x.valid_to > c.b)
-                UNION ALL
-                SELECT r.uuid FROM grants x JOIN objects r ON r.parent_uuid = x.object_uuid
-                 WHERE x.subject_uuid = c.object_uuid AND x.object_type = 'project'
-                   AND x.valid_from <= c.b AND (x.valid_to IS NULL OR x.valid_to > c.b)
-                   AND r.object_type = 'repository' AND r.valid_from <= c.b
-                   AND (r.valid_to IS NULL OR r.valid_to > c.b)))
-            || ' repositories'
-            WHEN c.change IN ('revoked', 'granted') THEN
-            (SELECT oe.change || ' ' || c.object_type FROM object_events oe
-              WHERE oe.b = c.b AND oe.uuid = c.object_uuid
-                AND oe.change = CASE c.change WHEN 'revoked' THEN 'deleted'
-                                              ELSE 'created' END) END,
+{_GRANT_REASON},
        c.subject_uuid,
        c.object_uuid,
        c.scope_id
@@ -249,32 +258,14 @@ REFRESH_LABELS = (
 
 #: The change rows of one pair (``:a``, ``:b``), baseline apart, as ``change_log`` stores them.
 #: ``reason`` is kept as text: it describes the facts at ``b``, which never change.
-LOG_SELECT = """SELECT c.b, c.a, c.scope_id, 'object', c.old_id, c.new_id, c.change, c.attribute,
+LOG_SELECT = f"""SELECT c.b, c.a, c.scope_id, 'object', c.old_id, c.new_id, c.change, c.attribute,
        NULL
   FROM object_changes c WHERE c.change <> 'baseline'
 UNION ALL
 SELECT c.b, c.a, c.scope_id, 'grant', c.old_id, c.new_id,
-       CASE WHEN c.source = 'membership' AND c.change = 'granted' THEN 'added to group'
-            WHEN c.source = 'membership' AND c.change = 'revoked' THEN 'removed from group'
-            ELSE c.change END,
+{_GRANT_CHANGE},
        NULL,
-       CASE WHEN c.source = 'membership' AND c.change IN ('revoked', 'granted') THEN
-            'the group grants access to ' || (SELECT count(DISTINCT reached) FROM (
-                SELECT x.object_uuid AS reached FROM grants x
-                 WHERE x.subject_uuid = c.object_uuid AND x.object_type = 'repository'
-                   AND x.valid_from <= c.b AND (x.valid_to IS NULL OR x.valid_to > c.b)
-                UNION ALL
-                SELECT r.uuid FROM grants x JOIN objects r ON r.parent_uuid = x.object_uuid
-                 WHERE x.subject_uuid = c.object_uuid AND x.object_type = 'project'
-                   AND x.valid_from <= c.b AND (x.valid_to IS NULL OR x.valid_to > c.b)
-                   AND r.object_type = 'repository' AND r.valid_from <= c.b
-                   AND (r.valid_to IS NULL OR r.valid_to > c.b)))
-            || ' repositories'
-            WHEN c.change IN ('revoked', 'granted') THEN
-            (SELECT oe.change || ' ' || c.object_type FROM object_events oe
-              WHERE oe.b = c.b AND oe.uuid = c.object_uuid
-                AND oe.change = CASE c.change WHEN 'revoked' THEN 'deleted'
-                                              ELSE 'created' END) END
+{_GRANT_REASON}
   FROM grant_changes c WHERE c.change <> 'baseline'"""
 
 #: The scopes whose every row of the pair is ``baseline``.
