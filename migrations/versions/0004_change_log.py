@@ -70,11 +70,8 @@ def downgrade() -> None:
     op.execute("DROP TABLE change_log")
 
 
-#: What the merge of snapshot ``:b`` writes, ``:a`` being the complete snapshot before it.
-LOG_CHANGES = (
-    """INSERT INTO change_log (snapshot_id, from_snapshot_id, scope_id, fact, old_id, new_id,
-                        change, attribute, reason)
-WITH
+#: The rules of the diff for one pair (:a, :b), as common table expressions.
+_CHANGES = """WITH
 pair(a, b) AS (SELECT :a AS a, :b AS b),
 old_o AS (
     SELECT p.a, p.b, o.* FROM pair p JOIN objects o
@@ -195,7 +192,13 @@ grant_changes AS (
                 ELSE 'changed' END AS change,
            s.source
       FROM grant_pairs gp JOIN scopes s ON s.id = gp.scope_id),
-workspaces AS (SELECT uuid, label FROM object_labels WHERE object_type = 'workspace')
+workspaces AS (SELECT uuid, label FROM object_labels WHERE object_type = 'workspace')"""
+
+#: What the merge of snapshot ``:b`` writes, ``:a`` being the complete snapshot before it.
+LOG_CHANGES = (
+    """INSERT INTO change_log (snapshot_id, from_snapshot_id, scope_id, fact, old_id, new_id,
+                        change, attribute, reason)
+""" + _CHANGES + """
 SELECT c.b, c.a, c.scope_id, 'object', c.old_id, c.new_id, c.change, c.attribute,
        NULL
   FROM object_changes c WHERE c.change <> 'baseline'
@@ -224,128 +227,7 @@ SELECT c.b, c.a, c.scope_id, 'grant', c.old_id, c.new_id,
                                               ELSE 'created' END) END
   FROM grant_changes c WHERE c.change <> 'baseline'""",
     """INSERT INTO baseline_scopes (snapshot_id, scope_id, from_snapshot_id)
-WITH
-pair(a, b) AS (SELECT :a AS a, :b AS b),
-old_o AS (
-    SELECT p.a, p.b, o.* FROM pair p JOIN objects o
-      ON o.valid_to > p.a AND o.valid_to <= p.b AND o.valid_from <= p.a),
-new_o AS (
-    SELECT p.a, p.b, o.* FROM pair p JOIN objects o
-      ON o.valid_from > p.a AND o.valid_from <= p.b
-     AND (o.valid_to IS NULL OR o.valid_to > p.b)),
-object_pairs AS (
-    SELECT n.a, n.b, n.scope_id, n.uuid, o.id AS old_id, n.id AS new_id
-      FROM new_o n LEFT JOIN old_o o
-        ON o.b = n.b AND o.scope_id = n.scope_id AND o.uuid = n.uuid
-    UNION ALL
-    SELECT o.a, o.b, o.scope_id, o.uuid, o.id, NULL FROM old_o o
-     WHERE NOT EXISTS (SELECT 1 FROM new_o n
-                        WHERE n.b = o.b AND n.scope_id = o.scope_id AND n.uuid = o.uuid)),
-object_events AS (
-    SELECT op.a, op.b, op.scope_id, op.uuid, op.old_id, op.new_id,
-           CASE WHEN op.old_id IS NULL THEN
-                  CASE WHEN EXISTS (SELECT 1 FROM observations x
-                                     WHERE x.scope_id = op.scope_id AND x.outcome = 'ok'
-                                       AND x.snapshot_id <= op.a)
-                       THEN 'created' ELSE 'baseline' END
-                WHEN op.new_id IS NULL THEN 'deleted'
-                ELSE 'changed' END AS change
-      FROM object_pairs op),
-attributes(attribute) AS (VALUES ('slug'), ('name'), ('is_private'), ('project')),
-object_changes AS (
-    SELECT * FROM (
-      SELECT e.a, e.b, e.scope_id, e.uuid, e.change, e.old_id, e.new_id,
-             CASE WHEN e.change = 'changed' THEN t.attribute END AS attribute,
-             CASE WHEN e.change = 'changed' THEN CASE t.attribute
-                  WHEN 'slug' THEN ov.slug WHEN 'name' THEN ov.name
-                  WHEN 'is_private' THEN CASE ov.is_private WHEN 1 THEN 'true'
-                                                            WHEN 0 THEN 'false' END
-                  ELSE (SELECT l.slug FROM objects l WHERE l.uuid = ov.parent_uuid
-                         ORDER BY l.id DESC LIMIT 1) END END AS old_value,
-             CASE WHEN e.change = 'changed' THEN CASE t.attribute
-                  WHEN 'slug' THEN nv.slug WHEN 'name' THEN nv.name
-                  WHEN 'is_private' THEN CASE nv.is_private WHEN 1 THEN 'true'
-                                                            WHEN 0 THEN 'false' END
-                  ELSE (SELECT l.slug FROM objects l WHERE l.uuid = nv.parent_uuid
-                         ORDER BY l.id DESC LIMIT 1) END END AS new_value,
-             CASE WHEN e.change = 'changed' AND t.attribute = 'project'
-                  THEN ov.parent_uuid IS NOT nv.parent_uuid
-                  WHEN e.change = 'changed' AND t.attribute = 'is_private'
-                  THEN ov.is_private IS NOT nv.is_private
-                  WHEN e.change = 'changed' AND t.attribute = 'slug' THEN ov.slug IS NOT nv.slug
-                  WHEN e.change = 'changed' AND t.attribute = 'name' THEN ov.name IS NOT nv.name
-                  ELSE t.attribute = 'slug' END AS keep,
-             coalesce(nv.object_type, ov.object_type) AS object_type
-        FROM object_events e
-        CROSS JOIN attributes t
-        LEFT JOIN objects ov ON ov.id = e.old_id
-        LEFT JOIN objects nv ON nv.id = e.new_id)
-     WHERE keep),
-old_g AS (
-    SELECT p.a, p.b, g.* FROM pair p JOIN grants g
-      ON g.valid_to > p.a AND g.valid_to <= p.b AND g.valid_from <= p.a),
-new_g AS (
-    SELECT p.a, p.b, g.* FROM pair p JOIN grants g
-      ON g.valid_from > p.a AND g.valid_from <= p.b
-     AND (g.valid_to IS NULL OR g.valid_to > p.b)),
-grant_pairs AS (
-    SELECT n.a, n.b, n.scope_id, n.subject_type, n.subject_uuid, n.object_type, n.object_uuid,
-           o.permission AS old_value, n.permission AS new_value, o.id AS old_id, n.id AS new_id
-      FROM new_g n LEFT JOIN old_g o
-        ON o.b = n.b AND o.scope_id = n.scope_id
-       AND o.subject_uuid = n.subject_uuid AND o.object_uuid = n.object_uuid
-     WHERE o.permission IS NOT n.permission
-    UNION ALL
-    SELECT o.a, o.b, o.scope_id, o.subject_type, o.subject_uuid, o.object_type, o.object_uuid,
-           o.permission, NULL, o.id, NULL FROM old_g o
-     WHERE NOT EXISTS (SELECT 1 FROM new_g n
-                        WHERE n.b = o.b AND n.scope_id = o.scope_id
-                          AND n.subject_uuid = o.subject_uuid
-                          AND n.object_uuid = o.object_uuid)),
-grant_changes AS (
-    SELECT gp.*,
-           CASE WHEN gp.old_value IS NULL THEN
-                  CASE WHEN EXISTS (SELECT 1 FROM observations x
-                                     WHERE x.scope_id = gp.scope_id AND x.outcome = 'ok'
-                                       AND x.snapshot_id <= gp.a)
-                       THEN 'granted'
-                       WHEN s.parent_scope_id IS NOT NULL
-                        AND EXISTS (SELECT 1 FROM observations x
-                                     WHERE x.scope_id = s.parent_scope_id AND x.outcome = 'ok'
-                                       AND x.snapshot_id <= gp.a)
-                        AND NOT EXISTS (SELECT 1 FROM objects y
-                                         WHERE y.scope_id = s.parent_scope_id
-                                           AND y.uuid = s.object_uuid AND y.valid_from <= gp.a
-                                           AND (y.valid_to IS NULL OR y.valid_to > gp.a))
-                        AND EXISTS (SELECT 1 FROM objects y
-                                     WHERE y.scope_id = s.parent_scope_id
-                                       AND y.uuid = s.object_uuid AND y.valid_from <= gp.b
-                                       AND (y.valid_to IS NULL OR y.valid_to > gp.b))
-                       THEN 'granted'
-                       ELSE 'baseline' END
-                WHEN gp.new_value IS NULL THEN 'revoked'
-                WHEN CASE gp.new_value
-    WHEN 'read' THEN 1 WHEN 'member' THEN 1
-    WHEN 'write' THEN 2 WHEN 'collaborator' THEN 2
-    WHEN 'create-repo' THEN 3 WHEN 'create-project' THEN 3
-    WHEN 'admin' THEN 4 WHEN 'owner' THEN 4 END > CASE gp.old_value
-    WHEN 'read' THEN 1 WHEN 'member' THEN 1
-    WHEN 'write' THEN 2 WHEN 'collaborator' THEN 2
-    WHEN 'create-repo' THEN 3 WHEN 'create-project' THEN 3
-    WHEN 'admin' THEN 4 WHEN 'owner' THEN 4 END THEN 'raised'
-                WHEN CASE gp.new_value
-    WHEN 'read' THEN 1 WHEN 'member' THEN 1
-    WHEN 'write' THEN 2 WHEN 'collaborator' THEN 2
-    WHEN 'create-repo' THEN 3 WHEN 'create-project' THEN 3
-    WHEN 'admin' THEN 4 WHEN 'owner' THEN 4 END < CASE gp.old_value
-    WHEN 'read' THEN 1 WHEN 'member' THEN 1
-    WHEN 'write' THEN 2 WHEN 'collaborator' THEN 2
-    WHEN 'create-repo' THEN 3 WHEN 'create-project' THEN 3
-    WHEN 'admin' THEN 4 WHEN 'owner' THEN 4 END THEN 'lowered'
-                ELSE 'changed' END AS change,
-           s.source
-      FROM grant_pairs gp JOIN scopes s ON s.id = gp.scope_id),
-workspaces AS (SELECT uuid, label FROM object_labels WHERE object_type = 'workspace')
+""" + _CHANGES + """
 SELECT b, scope_id, a FROM object_changes WHERE change = 'baseline'
 UNION
 SELECT b, scope_id, a FROM grant_changes WHERE change = 'baseline'""",
