@@ -20,125 +20,159 @@ departed user, say). ``who-can-access`` and ``access`` read these rows; the
 
 from __future__ import annotations
 
-#: Explicit and role kinds that can explain effective access.
-EXPLAINING_KINDS = """'repository_user_grants', 'repository_group_grants',
-                       'project_user_grants', 'project_group_grants', 'workspace_roles'"""
-
 
 def _valid(alias: str, at_snapshot: bool) -> str:
+    # At a snapshot, the unary + keeps SQLite from reading versions through their validity
+    # indexes (nearly every version is valid at any snapshot): it starts from a name or a uuid.
     if at_snapshot:
-        return f"{alias}.valid_from <= :s AND ({alias}.valid_to IS NULL OR {alias}.valid_to > :s)"
+        return (f"+{alias}.valid_from <= :s AND (+{alias}.valid_to IS NULL "
+                f"OR +{alias}.valid_to > :s)")
     return f"{alias}.valid_to IS NULL"
 
 
 def sources_sql(*, at_snapshot: bool, repository: bool = False, user: bool = False) -> str:
     """The rows described above: at snapshot ``:s`` or on current knowledge; for one repository
-    (``:repository``, a uuid) or one user (``:user``, a uuid) when asked."""
+    (``:repository``, a uuid) or one user (``:user``, a uuid) when asked.
+
+    Every branch names its own rows, so that SQLite pushes a filter on a name (``repository =
+    'acme/api'``, ``user_name = ...``) or a uuid into each branch, which starts from an index:
+    no part is read whole unless the question is about everything. A branch reads a source
+    through its scope (the repository's user grants, say), which the open versions' index
+    (scope, subject, object) finds directly; a grant's object is its scope's object, which
+    finds the versions of any snapshot by their object."""
 
     def v(alias: str) -> str:
         return _valid(alias, at_snapshot)
 
-    repo_filter = " AND o.uuid = :repository" if repository else ""
-    member_filter = " AND g.subject_uuid = :user" if user else ""
-    effective_filter = (" AND g.object_uuid = :repository" if repository else "") + (
-        " AND g.subject_uuid = :user" if user else ""
-    )
-    if repository:
-        explicit_filter = (
-            " AND g.object_uuid IN (SELECT uuid FROM repos UNION ALL SELECT project_uuid FROM repos"
-            " UNION ALL SELECT workspace_uuid FROM repos)"
-        )
-    elif user:
-        explicit_filter = (
-            " AND (g.subject_uuid = :user OR g.subject_uuid IN (SELECT group_uuid FROM members))"
-        )
-    else:
-        explicit_filter = ""
-    return f"""WITH
-repos AS (
-    SELECT o.uuid, o.parent_uuid AS project_uuid, sc.workspace_uuid
-      FROM objects o JOIN scopes sc ON sc.id = o.scope_id
-     WHERE o.object_type = 'repository' AND {v("o")}{repo_filter}),
-members AS (
-    SELECT g.subject_uuid AS user_uuid, g.object_uuid AS group_uuid, g.scope_id
-      FROM grants g JOIN scopes sc ON sc.id = g.scope_id
-     WHERE sc.kind = 'groups' AND {v("g")}{member_filter}),
-explicit AS (
-    SELECT g.subject_uuid, g.object_uuid, g.permission, g.scope_id, sc.kind
-      FROM grants g JOIN scopes sc ON sc.id = g.scope_id
-     WHERE sc.kind IN ({EXPLAINING_KINDS})
-       AND {v("g")}{explicit_filter}),
-effective AS (
-    SELECT g.object_uuid AS repository_uuid, g.subject_uuid AS user_uuid, g.permission,
-           g.scope_id
-      FROM grants g JOIN scopes sc ON sc.id = g.scope_id
-     WHERE sc.kind = 'repository_permissions' AND {v("g")}{effective_filter}),
-sources AS (
-    SELECT r.uuid AS repository_uuid, e.subject_uuid AS user_uuid, 'direct' AS source,
-           NULL AS group_uuid, NULL AS project_uuid, e.permission AS granted,
-           e.scope_id, NULL AS membership_scope_id
-      FROM explicit e JOIN repos r ON r.uuid = e.object_uuid
-     WHERE e.kind = 'repository_user_grants'
-    UNION ALL
-    SELECT r.uuid, m.user_uuid, 'group', e.subject_uuid, NULL, e.permission, e.scope_id,
-           m.scope_id
-      FROM explicit e JOIN repos r ON r.uuid = e.object_uuid
-      JOIN members m ON m.group_uuid = e.subject_uuid
-     WHERE e.kind = 'repository_group_grants'
-    UNION ALL
-    SELECT r.uuid, e.subject_uuid, 'project', NULL, e.object_uuid, e.permission, e.scope_id,
-           NULL
-      FROM explicit e JOIN repos r ON r.project_uuid = e.object_uuid
-     WHERE e.kind = 'project_user_grants'
-    UNION ALL
-    SELECT r.uuid, m.user_uuid, 'project group', e.subject_uuid, e.object_uuid, e.permission,
-           e.scope_id, m.scope_id
-      FROM explicit e JOIN repos r ON r.project_uuid = e.object_uuid
-      JOIN members m ON m.group_uuid = e.subject_uuid
-     WHERE e.kind = 'project_group_grants'
-    UNION ALL
-    SELECT r.uuid, e.subject_uuid, 'workspace owner', NULL, NULL, 'admin', e.scope_id, NULL
-      FROM explicit e JOIN repos r ON r.workspace_uuid = e.object_uuid
-     WHERE e.kind = 'workspace_roles' AND e.permission = 'owner'{
-         " AND e.subject_uuid = :user" if user else ""}),
-joined AS (
-    SELECT s.repository_uuid, s.user_uuid, ef.permission AS effective, s.source, s.group_uuid,
-           s.project_uuid, s.granted, s.scope_id, s.membership_scope_id,
-           ef.scope_id AS effective_scope_id
-      FROM sources s LEFT JOIN effective ef
-        ON ef.repository_uuid = s.repository_uuid AND ef.user_uuid = s.user_uuid
-    UNION ALL
-    SELECT ef.repository_uuid, ef.user_uuid, ef.permission, NULL, NULL, NULL, NULL, NULL, NULL,
-           ef.scope_id
-      FROM effective ef
-     WHERE NOT EXISTS (SELECT 1 FROM sources s WHERE s.repository_uuid = ef.repository_uuid
-                          AND s.user_uuid = ef.user_uuid))
-SELECT coalesce(wl.label, sc.workspace_uuid) AS workspace,
-       coalesce(rl.label, j.repository_uuid) AS repository,
-       coalesce(u.display_name, j.user_uuid) AS user_name,
-       j.effective,
-       j.source,
-       j.granted,
-       gl.label AS via_group,
-       pl.label AS via_project,
-       (SELECT max(x.snapshot_id) FROM observations x
-         WHERE x.scope_id = j.scope_id AND x.outcome = 'ok'{
-             " AND x.snapshot_id <= :s" if at_snapshot else ""}) AS source_observed_in,
-       (SELECT max(x.snapshot_id) FROM observations x
-         WHERE x.scope_id = j.membership_scope_id AND x.outcome = 'ok'{
-             " AND x.snapshot_id <= :s" if at_snapshot else ""}) AS membership_observed_in,
-       (SELECT max(x.snapshot_id) FROM observations x
-         WHERE x.scope_id = j.effective_scope_id AND x.outcome = 'ok'{
-             " AND x.snapshot_id <= :s" if at_snapshot else ""}) AS effective_observed_in,
-       j.user_uuid,
-       j.repository_uuid,
-       j.group_uuid,
-       j.project_uuid
-  FROM joined j
-  LEFT JOIN labels rl ON rl.uuid = j.repository_uuid
-  LEFT JOIN labels gl ON gl.uuid = j.group_uuid
-  LEFT JOIN labels pl ON pl.uuid = j.project_uuid
-  LEFT JOIN scopes sc ON sc.id = coalesce(j.effective_scope_id, j.scope_id)
-  LEFT JOIN labels wl ON wl.uuid = sc.workspace_uuid
-  LEFT JOIN users u ON u.uuid = j.user_uuid"""
+    def held(alias: str, kind: str, of: str) -> str:
+        """Join the versions of scope ``kind`` of object ``of`` as ``alias``."""
+        a = alias
+        return (f"JOIN scopes {a}s ON {a}s.kind = '{kind}' AND {a}s.object_uuid = {of}\n"
+                f"      JOIN grants {a} ON {a}.scope_id = {a}s.id AND {a}.object_uuid = {of}\n"
+                f"       AND {v(a)}")
 
+    def named(alias: str, uuid: str) -> str:
+        return f"LEFT JOIN names {alias} ON {alias}.uuid = {uuid}"
+
+    def seen(column: str) -> str:
+        upto = " AND x.snapshot_id <= :s" if at_snapshot else ""
+        return (f"(SELECT max(x.snapshot_id) FROM observations x\n"
+                f"         WHERE x.scope_id = j.{column} AND x.outcome = 'ok'{upto})")
+
+    member = f"""JOIN scopes ms
+        ON ms.kind = 'groups' AND ms.object_uuid = r.workspace_uuid
+      JOIN grants m ON m.scope_id = ms.id AND m.object_uuid = e.subject_uuid
+       AND {v("m")}"""
+    repo_names = f"""{named("rl", "r.uuid")}
+      {named("wl", "r.workspace_uuid")}"""
+    wanted = []
+    if repository:
+        wanted.append("j.repository_uuid = :repository")
+    if user:
+        wanted.append("j.user_uuid = :user")
+    where = ("\n WHERE " + " AND ".join(wanted)) if wanted else ""
+    return f"""WITH
+repos AS NOT MATERIALIZED (
+    SELECT o.uuid, o.parent_uuid AS project_uuid, sc.object_uuid AS workspace_uuid
+      FROM scopes sc JOIN objects o ON o.scope_id = sc.id
+     WHERE sc.kind = 'repositories' AND o.object_type = 'repository' AND {v("o")}),
+sources AS NOT MATERIALIZED (
+    SELECT wl.name AS workspace, rl.name AS repository, ul.name AS user_name,
+           'direct' AS source, e.permission AS granted, NULL AS via_group, NULL AS via_project,
+           r.uuid AS repository_uuid, r.workspace_uuid, e.subject_uuid AS user_uuid,
+           NULL AS group_uuid, NULL AS project_uuid, e.scope_id, NULL AS membership_scope_id
+      FROM repos r
+      {held("e", "repository_user_grants", "r.uuid")}
+      {repo_names}
+      {named("ul", "e.subject_uuid")}
+    UNION ALL
+    SELECT wl.name, rl.name, ul.name, 'group', e.permission, gl.name, NULL, r.uuid,
+           r.workspace_uuid, m.subject_uuid, e.subject_uuid, NULL, e.scope_id, m.scope_id
+      FROM repos r
+      {held("e", "repository_group_grants", "r.uuid")}
+      {member}
+      {repo_names}
+      {named("ul", "m.subject_uuid")}
+      {named("gl", "e.subject_uuid")}
+    UNION ALL
+    SELECT wl.name, rl.name, ul.name, 'project', e.permission, NULL, pl.name, r.uuid,
+           r.workspace_uuid, e.subject_uuid, NULL, e.object_uuid, e.scope_id, NULL
+      FROM repos r
+      {held("e", "project_user_grants", "r.project_uuid")}
+      {repo_names}
+      {named("ul", "e.subject_uuid")}
+      {named("pl", "e.object_uuid")}
+    UNION ALL
+    SELECT wl.name, rl.name, ul.name, 'project group', e.permission, gl.name, pl.name,
+           r.uuid, r.workspace_uuid, m.subject_uuid, e.subject_uuid, e.object_uuid, e.scope_id,
+           m.scope_id
+      FROM repos r
+      {held("e", "project_group_grants", "r.project_uuid")}
+      {member}
+      {repo_names}
+      {named("ul", "m.subject_uuid")}
+      {named("gl", "e.subject_uuid")}
+      {named("pl", "e.object_uuid")}
+    UNION ALL
+    SELECT wl.name, rl.name, ul.name, 'workspace owner', 'admin', NULL, NULL, r.uuid,
+           r.workspace_uuid, e.subject_uuid, NULL, NULL, e.scope_id, NULL
+      FROM repos r
+      {held("e", "workspace_roles", "r.workspace_uuid")}
+      {repo_names}
+      {named("ul", "e.subject_uuid")}
+     WHERE e.permission = 'owner'),
+joined AS NOT MATERIALIZED (
+    SELECT s.workspace, s.repository, s.user_name, ef.permission AS effective, s.source,
+           s.granted, s.via_group, s.via_project, s.user_uuid, s.repository_uuid, s.group_uuid,
+           s.project_uuid, s.scope_id, s.membership_scope_id, ef.scope_id AS effective_scope_id
+      FROM sources s
+      LEFT JOIN grants ef
+        ON ef.scope_id = (SELECT x.id FROM scopes x WHERE x.kind = 'repository_permissions'
+                             AND x.object_uuid = s.workspace_uuid)
+       AND ef.subject_uuid = s.user_uuid AND ef.object_uuid = s.repository_uuid
+       AND {v("ef")}
+    UNION ALL
+    SELECT wl.name, rl.name, ul.name, ef.permission, NULL, NULL, NULL, NULL, ef.subject_uuid,
+           ef.object_uuid, NULL, NULL, NULL, NULL, ef.scope_id
+      FROM scopes efs
+      JOIN grants ef ON ef.scope_id = efs.id AND {v("ef")}
+      {named("rl", "ef.object_uuid")}
+      {named("ul", "ef.subject_uuid")}
+      {named("wl", "efs.object_uuid")}
+     WHERE efs.kind = 'repository_permissions'
+       AND NOT EXISTS (
+           SELECT 1 FROM repos r
+            WHERE r.uuid = ef.object_uuid
+              AND (EXISTS (SELECT 1 FROM scopes es JOIN grants e ON e.scope_id = es.id
+                            WHERE es.kind = 'repository_user_grants' AND es.object_uuid = r.uuid
+                              AND e.object_uuid = r.uuid AND e.subject_uuid = ef.subject_uuid
+                              AND {v("e")})
+                   OR EXISTS (SELECT 1 FROM scopes es JOIN grants e ON e.scope_id = es.id
+                              {member}
+                               WHERE es.kind = 'repository_group_grants'
+                                 AND es.object_uuid = r.uuid AND e.object_uuid = r.uuid
+                                 AND m.subject_uuid = ef.subject_uuid AND {v("e")})
+                   OR EXISTS (SELECT 1 FROM scopes es JOIN grants e ON e.scope_id = es.id
+                               WHERE es.kind = 'project_user_grants'
+                                 AND es.object_uuid = r.project_uuid
+                                 AND e.object_uuid = r.project_uuid
+                                 AND e.subject_uuid = ef.subject_uuid AND {v("e")})
+                   OR EXISTS (SELECT 1 FROM scopes es JOIN grants e ON e.scope_id = es.id
+                              {member}
+                               WHERE es.kind = 'project_group_grants'
+                                 AND es.object_uuid = r.project_uuid
+                                 AND e.object_uuid = r.project_uuid
+                                 AND m.subject_uuid = ef.subject_uuid AND {v("e")})
+                   OR EXISTS (SELECT 1 FROM scopes es JOIN grants e ON e.scope_id = es.id
+                               WHERE es.kind = 'workspace_roles'
+                                 AND es.object_uuid = r.workspace_uuid
+                                 AND e.object_uuid = r.workspace_uuid
+                                 AND e.subject_uuid = ef.subject_uuid
+                                 AND e.permission = 'owner' AND {v("e")}))))
+SELECT j.workspace, j.repository, j.user_name, j.effective, j.source, j.granted, j.via_group,
+       j.via_project,
+       {seen("scope_id")} AS source_observed_in,
+       {seen("membership_scope_id")} AS membership_observed_in,
+       {seen("effective_scope_id")} AS effective_observed_in,
+       j.user_uuid, j.repository_uuid, j.group_uuid, j.project_uuid
+  FROM joined j{where}"""

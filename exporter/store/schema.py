@@ -137,6 +137,17 @@ labels = Table(
     sqlite_with_rowid=False,
 )
 
+#: The name each uuid a view shows goes by: a user's display name, an object's label, else the
+#: uuid itself. Recomputed with ``labels`` (``sql.REFRESH_NAMES``); indexed by name
+#: (``ix_names_name``) so that a view filtered by a name starts from it.
+names = Table(
+    "names",
+    metadata,
+    Column("uuid", Text, primary_key=True),
+    Column("name", Text, nullable=False),
+    sqlite_with_rowid=False,
+)
+
 #: The change log: what each complete snapshot changed since the complete one before it, baseline
 #: rows apart (written by the merge, ``sql.LOG_CHANGES``; read through ``access_changes``).
 change_log = Table(

@@ -497,3 +497,30 @@ async def test_a_user_named_on_every_page_of_a_listing_is_staged_once(tmp_path: 
         await engine.dispose()
     assert staged == [(U1, "Ada")]
     assert query(path, "SELECT uuid, display_name FROM users") == [(U1, "Ada")]
+
+
+async def test_every_uuid_a_view_shows_has_a_name_and_a_filter_by_it_finds_the_row(
+    tmp_path: Path,
+) -> None:
+    """A grant to a group whose listing was never read, by someone never named, shows their
+    uuids as names (as before), and a filter on that name finds it: the views show
+    ``names.name`` as it is, so every uuid must have one."""
+    path = tmp_path / "a.db"
+    engine = await open_database(path)
+    try:
+        await snapshot(engine, [
+            (REPOS, Outcome.OK, [repository(R1)]),
+            (direct(R1), Outcome.OK, [GrantRecord("group", "{g}", "repository", R1, "write"),
+                                      GrantRecord("user", U1, "repository", R1, "read")]),
+        ])  # fmt: skip
+    finally:
+        await engine.dispose()
+    unnamed = query(path, "SELECT u FROM (SELECT subject_uuid AS u FROM grants UNION "
+                          "SELECT object_uuid FROM grants UNION SELECT workspace_uuid FROM scopes) "
+                          "WHERE u NOT IN (SELECT uuid FROM names)")  # fmt: skip
+    assert unnamed == []
+    shown = query(path, "SELECT subject_name, object_name, workspace FROM current_access "
+                        "WHERE subject_name = '{g}'")  # fmt: skip
+    assert shown == [("{g}", "{w}/r1", "{w}")]
+    assert query(path, "SELECT user_name FROM current_access_sources "
+                       "WHERE user_name = ?", U1) == [(U1,)]  # fmt: skip
