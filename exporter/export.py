@@ -88,6 +88,7 @@ class RunResult:
     summary: SnapshotSummary
     counters: RunCounters
     seconds: float
+    #: The reports of the workspace-wide listings, and of the per-object scopes not read ok.
     scopes: list[ScopeReport] = field(default_factory=list)
     unreachable: list[str] = field(default_factory=list)
     plan: NightPlan | None = None
@@ -178,7 +179,7 @@ class Run:
         self.knowledge = knowledge
         self.night = NightBudget(settings.rate, settings.max_requests, settings.deadline)
         self.listed = Listed()
-        self.finished: list[ScopeReport] = []
+        self.finished = 0  # scopes observed so far, for the progress line
         self.plan: NightPlan | None = None
         self.skipped = 0
         self.later: list[str] = []
@@ -365,7 +366,7 @@ class Run:
 
     async def _finished_one(self, job: Coroutine[Any, Any, ScopeReport]) -> ScopeReport:
         report = await job
-        self.finished.append(report)
+        self.finished += 1
         return report
 
     def _counts(self) -> Counts:
@@ -373,7 +374,7 @@ class Run:
         stats = [reader.client.stats for reader in self.readers.values()]
         now = time.monotonic()
         return Counts(
-            counters.requests, len(self.finished), counters.wait_seconds,
+            counters.requests, self.finished, counters.wait_seconds,
             paused=sum(s.throttle_seconds for s in stats),
             pause_left=max([s.pause_ends - now for s in stats] + [0.0]),
             foreseen=sum(s.pages_foreseen for s in stats),
@@ -454,13 +455,18 @@ class Run:
                 self.plan = plan_night(workspace_requests=counters_of(self.readers).requests,
                                        per_object=0, never_observed=0, budget=self.night)
             return []
-        before = len(self.finished)
+        before = self.finished
+        # Only the reports a user is shown are kept: a large organisation has 200,000 scopes.
         reports: list[ScopeReport] = []
+        observed = 0
 
         async def observe(scope: ScopeRef, read: Callable[[], Pages], scope_id: int) -> None:
+            nonlocal observed
             report = await observe_scope(self.writer, scope, read, scope_id=scope_id)
-            reports.append(report)
-            self.finished.append(report)
+            if report.outcome != Outcome.OK:
+                reports.append(report)
+            observed += 1
+            self.finished += 1
 
         total = sum(len(c) for _, c in by_reader.values())
         progress = Plan(before + total, counters_of(self.readers).requests + total, "the plan",
@@ -479,7 +485,7 @@ class Run:
         finally:
             task.cancel()
             await asyncio.gather(task, return_exceptions=True)
-        self.skipped = total - len(reports)
+        self.skipped = total - observed
         if self.skipped:
             log.info("%d per-object scopes left for a later night", self.skipped)
         return reports

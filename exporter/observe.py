@@ -15,7 +15,7 @@ log = logging.getLogger(__name__)
 Pages = AsyncIterator[Sequence[Record]]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class ScopeReport:
     label: str
     outcome: Outcome

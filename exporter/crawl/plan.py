@@ -47,7 +47,7 @@ LISTINGS = len(WORKSPACE_WIDE)
 HORIZON_NIGHTS = 3650
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class ScopeHistory:
     """What the database knows of one per-object scope."""
 
@@ -55,7 +55,7 @@ class ScopeHistory:
     changed: bool = False  # its object's effective access changed since then
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Candidate:
     spec: ScopeSpec
     target: ScopeTarget

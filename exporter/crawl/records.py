@@ -35,7 +35,7 @@ class ScopeKind(StrEnum):
 GAP_OUTCOMES = (Outcome.FORBIDDEN, Outcome.FAILED, Outcome.SKIPPED)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class ScopeRef:
     """Identifies one scope: its kind and the object it belongs to (by uuid).
 
@@ -106,7 +106,7 @@ class WorkspaceRef:
 Record = ObjectRecord | GrantRecord | UserRecord
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class ScopeTarget:
     """What one scope reads: a workspace, or one repository or project of it.
 

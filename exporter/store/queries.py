@@ -313,7 +313,7 @@ async def unverified_scopes(
     return listed, [UnverifiedCount(k, o, n) for (k, o), n in sorted(counted.items())]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class KnownObject:
     """A repository or project as the latest knowledge has it."""
 

@@ -302,6 +302,8 @@ class SnapshotWriter:
         self._clock = clock
         self._monotonic = monotonic
         self._flushed_at = monotonic()
+        # The ids of the listings (scopes without a parent), asked for again by their children;
+        # a per-object scope is asked for once, and not kept (a large organisation has 200,000).
         self._scope_ids: dict[tuple[str, str], int] = {}
         # Fetchers run concurrently; SQLite takes one writer at a time, so writes queue here.
         self._write_lock = asyncio.Lock()
@@ -362,11 +364,14 @@ class SnapshotWriter:
             parent_ids = dict(zip(parents, await self.scope_ids(parents), strict=True))
         known = self._scope_ids
         new = [s for s in dict.fromkeys(scopes) if (s.kind.value, s.object_uuid) not in known]
-        if new:
-            await self._register(new, parent_ids)
-        return [self._scope_ids[(s.kind.value, s.object_uuid)] for s in scopes]
+        found = await self._register(new, parent_ids) if new else {}
+        return [known.get(key) or found[key] for key in ((s.kind.value, s.object_uuid)
+                                                         for s in scopes)]  # fmt: skip
 
-    async def _register(self, scopes: list[ScopeRef], parent_ids: dict[ScopeRef, int]) -> None:
+    async def _register(
+        self, scopes: list[ScopeRef], parent_ids: dict[ScopeRef, int]
+    ) -> dict[tuple[str, str], int]:
+        """Register ``scopes`` (known ones get their label brought up to date); their ids."""
         rows = [
             (s.kind.value, s.workspace_uuid, s.object_type, s.object_uuid,
              None if s.parent is None else parent_ids[s.parent], s.label, s.source)
@@ -384,10 +389,15 @@ class SnapshotWriter:
                 FIND_SCOPES,
                 {"kinds": sorted({k for k, _ in wanted}), "uuids": sorted({u for _, u in wanted})},
             )
+            ids = {}
             for kind, object_uuid, scope_id in found:
                 key = (str(kind), str(object_uuid))
                 if key in wanted:
-                    self._scope_ids[key] = int(scope_id)
+                    ids[key] = int(scope_id)
+        for s in scopes:
+            if s.parent is None:
+                self._scope_ids[(s.kind.value, s.object_uuid)] = ids[(s.kind.value, s.object_uuid)]
+        return ids
 
     async def stage(self, scope_id: int, records: Iterable[Record]) -> None:
         """Stage one page of a scope's records. A record seen twice (paging drift) counts once.
