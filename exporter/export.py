@@ -603,6 +603,7 @@ async def _observe_and_merge(
                 raise
             raise raised from None
         counters = counters_of(readers)
+    run.knowledge = Knowledge()  # what the plan knew is not needed by the merge: freed for it
     try:
         summary = await writer.complete(counters, skipped=run.skipped)
     except BaseException as error:

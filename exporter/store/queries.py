@@ -10,6 +10,7 @@ import re
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
+from sys import intern
 from typing import Any
 
 from sqlalchemy import text
@@ -334,7 +335,10 @@ async def known_objects(conn: AsyncConnection) -> list[KnownObject]:
             "ORDER BY s.workspace_uuid, o.object_type, o.slug"
         )
     )
-    return [KnownObject(str(r[0]), str(r[1]), str(r[2]), str(r[3]), r[4]) for r in rows]
+    # Interned: the plan keys its history by the same uuids, and a workspace or a type is the
+    # same string for thousands of objects (at huge, 110,000 objects and 210,000 scopes).
+    return [KnownObject(intern(str(r[0])), intern(str(r[1])), intern(str(r[2])), str(r[3]),
+                        None if r[4] is None else intern(str(r[4]))) for r in rows]  # fmt: skip
 
 
 async def per_object_history(
@@ -370,7 +374,7 @@ async def per_object_history(
                 project = obj.parent_uuid
                 changed_in[project] = max(changed_in.get(project, 0), changed_in[obj.uuid])
     return {
-        (str(kind), str(uuid)): (
+        (intern(str(kind)), intern(str(uuid))): (
             None if last is None else int(last),
             last is not None and changed_in.get(str(uuid), 0) > int(last),
         )

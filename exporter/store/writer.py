@@ -30,6 +30,7 @@ from exporter.crawl.records import (
 )
 from exporter.errors import DatabaseError
 from exporter.store import schema
+from exporter.store.database import CACHE_KIB, MERGE_CACHE_KIB
 from exporter.store.sql import LOG_CHANGES, PREVIOUS_COMPLETE, REFRESH_LABELS
 
 log = logging.getLogger(__name__)
@@ -234,16 +235,20 @@ async def merge_staged(conn: AsyncConnection, snapshot_id: int) -> None:
     """Merge the staged rows of ``snapshot_id``'s ok observations into the versioned facts, log
     what changed since the complete snapshot before it, and refresh the labels, inside the
     caller's transaction."""
-    for statement in STAGE_KEYS:
-        await conn.execute(text(statement), {"s": snapshot_id})
-    rebuilt = await _set_aside_grant_indexes(conn)
-    for statement in MERGE_STATEMENTS:
-        await conn.execute(text(statement), {"s": snapshot_id})
-    for statement in rebuilt:
-        await conn.execute(text(statement))
-    await log_changes(conn, snapshot_id)
-    for statement in REFRESH_LABELS:
-        await conn.execute(text(statement))
+    await conn.execute(text(f"PRAGMA cache_size=-{MERGE_CACHE_KIB}"))
+    try:
+        for statement in STAGE_KEYS:
+            await conn.execute(text(statement), {"s": snapshot_id})
+        rebuilt = await _set_aside_grant_indexes(conn)
+        for statement in MERGE_STATEMENTS:
+            await conn.execute(text(statement), {"s": snapshot_id})
+        for statement in rebuilt:
+            await conn.execute(text(statement))
+        await log_changes(conn, snapshot_id)
+        for statement in REFRESH_LABELS:
+            await conn.execute(text(statement))
+    finally:
+        await conn.execute(text(f"PRAGMA cache_size=-{CACHE_KIB}"))
 
 
 #: The indexes of ``grants`` that no merge statement looks rows up by, and their definitions.
