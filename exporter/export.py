@@ -603,7 +603,10 @@ async def _observe_and_merge(
                 raise
             raise raised from None
         counters = counters_of(readers)
-    run.knowledge = Knowledge()  # what the plan knew is not needed by the merge: freed for it
+    # What the plan knew and what tonight's listings named are not needed by the merge: freed
+    # for it (at huge, 100 MB of repositories, projects and scope histories).
+    run.knowledge = knowledge = Knowledge()
+    run.listed = Listed()
     try:
         summary = await writer.complete(counters, skipped=run.skipped)
     except BaseException as error:
