@@ -458,14 +458,11 @@ class Run:
         before = self.finished
         # Only the reports a user is shown are kept: a large organisation has 200,000 scopes.
         reports: list[ScopeReport] = []
-        observed = 0
 
         async def observe(scope: ScopeRef, read: Callable[[], Pages], scope_id: int) -> None:
-            nonlocal observed
             report = await observe_scope(self.writer, scope, read, scope_id=scope_id)
             if report.outcome != Outcome.OK:
                 reports.append(report)
-            observed += 1
             self.finished += 1
 
         total = sum(len(c) for _, c in by_reader.values())
@@ -485,7 +482,7 @@ class Run:
         finally:
             task.cancel()
             await asyncio.gather(task, return_exceptions=True)
-        self.skipped = total - observed
+        self.skipped = total - (self.finished - before)
         if self.skipped:
             log.info("%d per-object scopes left for a later night", self.skipped)
         return reports
@@ -605,8 +602,8 @@ async def _observe_and_merge(
         counters = counters_of(readers)
     # What the plan knew and what tonight's listings named are not needed by the merge: freed
     # for it (at huge, 100 MB of repositories, projects and scope histories).
-    run.knowledge = knowledge = Knowledge()
-    run.listed = Listed()
+    del knowledge
+    run.knowledge, run.listed = Knowledge(), Listed()
     try:
         summary = await writer.complete(counters, skipped=run.skipped)
     except BaseException as error:

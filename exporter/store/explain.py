@@ -63,6 +63,24 @@ def sources_sql(*, at_snapshot: bool, repository: bool = False, user: bool = Fal
         ON ms.kind = 'groups' AND ms.object_uuid = r.workspace_uuid
       JOIN grants m ON m.scope_id = ms.id AND m.object_uuid = e.subject_uuid
        AND {v("m")}"""
+
+    def source_exists(kind: str, of: str, *, group: bool = False, owner: bool = False) -> str:
+        """Whether a source of ``kind`` on ``of`` (the repository, its project or its
+        workspace) reaches the user of the effective row ``ef``."""
+        join, who = (f"\n      {member}", "m") if group else ("", "e")
+        only = " AND e.permission = 'owner'" if owner else ""
+        return (f"EXISTS (SELECT 1 FROM scopes es JOIN grants e ON e.scope_id = es.id{join}\n"
+                f"     WHERE es.kind = '{kind}' AND es.object_uuid = {of}\n"
+                f"       AND e.object_uuid = {of} AND {who}.subject_uuid = ef.subject_uuid\n"
+                f"       AND {v('e')}{only})")
+
+    explained = "\n           OR ".join((
+        source_exists("repository_user_grants", "r.uuid"),
+        source_exists("repository_group_grants", "r.uuid", group=True),
+        source_exists("project_user_grants", "r.project_uuid"),
+        source_exists("project_group_grants", "r.project_uuid", group=True),
+        source_exists("workspace_roles", "r.workspace_uuid", owner=True),
+    ))
     repo_names = f"""{named("rl", "r.uuid")}
       {named("wl", "r.workspace_uuid")}"""
     wanted = []
@@ -143,32 +161,7 @@ joined AS NOT MATERIALIZED (
        AND NOT EXISTS (
            SELECT 1 FROM repos r
             WHERE r.uuid = ef.object_uuid
-              AND (EXISTS (SELECT 1 FROM scopes es JOIN grants e ON e.scope_id = es.id
-                            WHERE es.kind = 'repository_user_grants' AND es.object_uuid = r.uuid
-                              AND e.object_uuid = r.uuid AND e.subject_uuid = ef.subject_uuid
-                              AND {v("e")})
-                   OR EXISTS (SELECT 1 FROM scopes es JOIN grants e ON e.scope_id = es.id
-                              {member}
-                               WHERE es.kind = 'repository_group_grants'
-                                 AND es.object_uuid = r.uuid AND e.object_uuid = r.uuid
-                                 AND m.subject_uuid = ef.subject_uuid AND {v("e")})
-                   OR EXISTS (SELECT 1 FROM scopes es JOIN grants e ON e.scope_id = es.id
-                               WHERE es.kind = 'project_user_grants'
-                                 AND es.object_uuid = r.project_uuid
-                                 AND e.object_uuid = r.project_uuid
-                                 AND e.subject_uuid = ef.subject_uuid AND {v("e")})
-                   OR EXISTS (SELECT 1 FROM scopes es JOIN grants e ON e.scope_id = es.id
-                              {member}
-                               WHERE es.kind = 'project_group_grants'
-                                 AND es.object_uuid = r.project_uuid
-                                 AND e.object_uuid = r.project_uuid
-                                 AND m.subject_uuid = ef.subject_uuid AND {v("e")})
-                   OR EXISTS (SELECT 1 FROM scopes es JOIN grants e ON e.scope_id = es.id
-                               WHERE es.kind = 'workspace_roles'
-                                 AND es.object_uuid = r.workspace_uuid
-                                 AND e.object_uuid = r.workspace_uuid
-                                 AND e.subject_uuid = ef.subject_uuid
-                                 AND e.permission = 'owner' AND {v("e")}))))
+              AND ({explained})))
 SELECT j.workspace, j.repository, j.user_name, j.effective, j.source, j.granted, j.via_group,
        j.via_project,
        {seen("scope_id")} AS source_observed_in,

@@ -233,8 +233,8 @@ STAGED_ROWS = (
 
 async def merge_staged(conn: AsyncConnection, snapshot_id: int) -> None:
     """Merge the staged rows of ``snapshot_id``'s ok observations into the versioned facts, log
-    what changed since the complete snapshot before it, and refresh the labels, inside the
-    caller's transaction."""
+    what changed since the complete snapshot before it, and refresh the labels, the names and
+    the small tables' statistics (``REFRESH_LABELS``), inside the caller's transaction."""
     await conn.execute(text(f"PRAGMA cache_size=-{MERGE_CACHE_KIB}"))
     try:
         for statement in STAGE_KEYS:

@@ -54,18 +54,25 @@ _OBSERVED_AT = """(SELECT sn.finished_at FROM snapshots sn
          WHERE sn.id = (SELECT max(x.snapshot_id) FROM observations x
                          WHERE x.scope_id = {v}.scope_id AND x.outcome = 'ok'))"""
 
-VIEWS: list[tuple[str, str]] = [
-    (
-        "access_at",
-        """SELECT sn.id AS snapshot_id,
-       sn.finished_at AS snapshot_at,
-       w.name AS workspace,
+#: The columns of a grant, named, in ``access_at`` and ``current_access``, and their joins.
+_GRANT_COLUMNS = """w.name AS workspace,
        g.object_type,
        l.name AS object_name,
        g.subject_type,
        sj.name AS subject_name,
        g.permission,
-       s.source AS source,
+       s.source AS source"""
+_GRANT_NAMES = """  LEFT JOIN scopes s ON s.id = g.scope_id
+  LEFT JOIN names w ON w.uuid = s.workspace_uuid
+  LEFT JOIN names l ON l.uuid = g.object_uuid
+  LEFT JOIN names sj ON sj.uuid = g.subject_uuid"""
+
+VIEWS: list[tuple[str, str]] = [
+    (
+        "access_at",
+        f"""SELECT sn.id AS snapshot_id,
+       sn.finished_at AS snapshot_at,
+       {_GRANT_COLUMNS},
        (SELECT max(x.snapshot_id) FROM observations x
          WHERE x.scope_id = g.scope_id AND x.outcome = 'ok'
            AND x.snapshot_id <= sn.id) AS observed_in,
@@ -74,21 +81,12 @@ VIEWS: list[tuple[str, str]] = [
        g.scope_id
   FROM snapshots sn
   JOIN grants g ON +g.valid_from <= sn.id AND (+g.valid_to IS NULL OR +g.valid_to > sn.id)
-  LEFT JOIN scopes s ON s.id = g.scope_id
-  LEFT JOIN names w ON w.uuid = s.workspace_uuid
-  LEFT JOIN names l ON l.uuid = g.object_uuid
-  LEFT JOIN names sj ON sj.uuid = g.subject_uuid
+{_GRANT_NAMES}
  WHERE sn.status = 'complete'""",
     ),
     (
         "current_access",
-        f"""SELECT w.name AS workspace,
-       g.object_type,
-       l.name AS object_name,
-       g.subject_type,
-       sj.name AS subject_name,
-       g.permission,
-       s.source AS source,
+        f"""SELECT {_GRANT_COLUMNS},
        {_OBSERVED_IN.format(v="g")} AS observed_in,
        {_OBSERVED_AT.format(v="g")} AS observed_at,
        g.valid_from AS since_snapshot,
@@ -96,10 +94,7 @@ VIEWS: list[tuple[str, str]] = [
        g.object_uuid,
        g.scope_id
   FROM grants g
-  LEFT JOIN scopes s ON s.id = g.scope_id
-  LEFT JOIN names w ON w.uuid = s.workspace_uuid
-  LEFT JOIN names l ON l.uuid = g.object_uuid
-  LEFT JOIN names sj ON sj.uuid = g.subject_uuid
+{_GRANT_NAMES}
  WHERE g.valid_to IS NULL""",
     ),
     (
@@ -220,37 +215,33 @@ joined AS NOT MATERIALIZED (
            SELECT 1 FROM repos r
             WHERE r.uuid = ef.object_uuid
               AND (EXISTS (SELECT 1 FROM scopes es JOIN grants e ON e.scope_id = es.id
-                            WHERE es.kind = 'repository_user_grants' AND es.object_uuid = r.uuid
-                              AND e.object_uuid = r.uuid AND e.subject_uuid = ef.subject_uuid
-                              AND e.valid_to IS NULL)
-                   OR EXISTS (SELECT 1 FROM scopes es JOIN grants e ON e.scope_id = es.id
-                              JOIN scopes ms
+     WHERE es.kind = 'repository_user_grants' AND es.object_uuid = r.uuid
+       AND e.object_uuid = r.uuid AND e.subject_uuid = ef.subject_uuid
+       AND e.valid_to IS NULL)
+           OR EXISTS (SELECT 1 FROM scopes es JOIN grants e ON e.scope_id = es.id
+      JOIN scopes ms
         ON ms.kind = 'groups' AND ms.object_uuid = r.workspace_uuid
       JOIN grants m ON m.scope_id = ms.id AND m.object_uuid = e.subject_uuid
        AND m.valid_to IS NULL
-                               WHERE es.kind = 'repository_group_grants'
-                                 AND es.object_uuid = r.uuid AND e.object_uuid = r.uuid
-                                 AND m.subject_uuid = ef.subject_uuid AND e.valid_to IS NULL)
-                   OR EXISTS (SELECT 1 FROM scopes es JOIN grants e ON e.scope_id = es.id
-                               WHERE es.kind = 'project_user_grants'
-                                 AND es.object_uuid = r.project_uuid
-                                 AND e.object_uuid = r.project_uuid
-                                 AND e.subject_uuid = ef.subject_uuid AND e.valid_to IS NULL)
-                   OR EXISTS (SELECT 1 FROM scopes es JOIN grants e ON e.scope_id = es.id
-                              JOIN scopes ms
+     WHERE es.kind = 'repository_group_grants' AND es.object_uuid = r.uuid
+       AND e.object_uuid = r.uuid AND m.subject_uuid = ef.subject_uuid
+       AND e.valid_to IS NULL)
+           OR EXISTS (SELECT 1 FROM scopes es JOIN grants e ON e.scope_id = es.id
+     WHERE es.kind = 'project_user_grants' AND es.object_uuid = r.project_uuid
+       AND e.object_uuid = r.project_uuid AND e.subject_uuid = ef.subject_uuid
+       AND e.valid_to IS NULL)
+           OR EXISTS (SELECT 1 FROM scopes es JOIN grants e ON e.scope_id = es.id
+      JOIN scopes ms
         ON ms.kind = 'groups' AND ms.object_uuid = r.workspace_uuid
       JOIN grants m ON m.scope_id = ms.id AND m.object_uuid = e.subject_uuid
        AND m.valid_to IS NULL
-                               WHERE es.kind = 'project_group_grants'
-                                 AND es.object_uuid = r.project_uuid
-                                 AND e.object_uuid = r.project_uuid
-                                 AND m.subject_uuid = ef.subject_uuid AND e.valid_to IS NULL)
-                   OR EXISTS (SELECT 1 FROM scopes es JOIN grants e ON e.scope_id = es.id
-                               WHERE es.kind = 'workspace_roles'
-                                 AND es.object_uuid = r.workspace_uuid
-                                 AND e.object_uuid = r.workspace_uuid
-                                 AND e.subject_uuid = ef.subject_uuid
-                                 AND e.permission = 'owner' AND e.valid_to IS NULL))))
+     WHERE es.kind = 'project_group_grants' AND es.object_uuid = r.project_uuid
+       AND e.object_uuid = r.project_uuid AND m.subject_uuid = ef.subject_uuid
+       AND e.valid_to IS NULL)
+           OR EXISTS (SELECT 1 FROM scopes es JOIN grants e ON e.scope_id = es.id
+     WHERE es.kind = 'workspace_roles' AND es.object_uuid = r.workspace_uuid
+       AND e.object_uuid = r.workspace_uuid AND e.subject_uuid = ef.subject_uuid
+       AND e.valid_to IS NULL AND e.permission = 'owner'))))
 SELECT j.workspace, j.repository, j.user_name, j.effective, j.source, j.granted, j.via_group,
        j.via_project,
        (SELECT max(x.snapshot_id) FROM observations x
