@@ -245,14 +245,20 @@ LABELS_SQL = """SELECT o.uuid, o.object_type,
 #: The name every uuid that a view shows goes by, in ``names``: a user's display name, an object's
 #: label, else the uuid itself (a group whose listing was never read, say). The views show
 #: ``names.name`` as it is, with nothing computed around it, so that a filter on a name
-#: (``subject_name = 'Ada Lovelace'``) reaches the index on it and starts there.
+#: (``subject_name = 'Ada Lovelace'``) reaches the index on it and starts there. The merge of
+#: snapshot ``:s`` brings names up to date (a user's wins over a label, as in the views before)
+#: and gives the uuids first seen in its new versions their own; a name is never removed.
+_UPSERT_NAME = (
+    "ON CONFLICT (uuid) DO UPDATE SET name = excluded.name WHERE name IS NOT excluded.name"
+)
 REFRESH_NAMES = (
-    "DELETE FROM names",
-    "INSERT INTO names (uuid, name) SELECT uuid, display_name FROM users",
-    "INSERT OR IGNORE INTO names (uuid, name) SELECT uuid, label FROM labels",
+    f"INSERT INTO names (uuid, name) SELECT uuid, label FROM labels WHERE true {_UPSERT_NAME}",
+    f"INSERT INTO names (uuid, name) SELECT uuid, display_name FROM users WHERE true "
+    f"{_UPSERT_NAME}",
     "INSERT OR IGNORE INTO names (uuid, name) SELECT DISTINCT subject_uuid, subject_uuid "
-    "FROM grants",
-    "INSERT OR IGNORE INTO names (uuid, name) SELECT DISTINCT object_uuid, object_uuid FROM grants",
+    "FROM grants WHERE valid_from = :s",
+    "INSERT OR IGNORE INTO names (uuid, name) SELECT DISTINCT object_uuid, object_uuid "
+    "FROM grants WHERE valid_from = :s",
     "INSERT OR IGNORE INTO names (uuid, name) SELECT DISTINCT workspace_uuid, workspace_uuid "
     "FROM scopes",
 )

@@ -246,7 +246,7 @@ async def merge_staged(conn: AsyncConnection, snapshot_id: int) -> None:
             await conn.execute(text(statement))
         await log_changes(conn, snapshot_id)
         for statement in REFRESH_LABELS:
-            await conn.execute(text(statement))
+            await conn.execute(text(statement), {"s": snapshot_id})
     finally:
         await conn.execute(text(f"PRAGMA cache_size=-{CACHE_KIB}"))
 

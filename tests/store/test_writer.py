@@ -524,3 +524,28 @@ async def test_every_uuid_a_view_shows_has_a_name_and_a_filter_by_it_finds_the_r
     assert shown == [("{g}", "{w}/r1", "{w}")]
     assert query(path, "SELECT user_name FROM current_access_sources "
                        "WHERE user_name = ?", U1) == [(U1,)]  # fmt: skip
+
+
+async def test_a_uuid_first_seen_in_a_later_snapshot_gets_a_name_and_a_rename_reaches_it(
+    tmp_path: Path,
+) -> None:
+    """The merge names only what is new or renamed: a group first granted in the second
+    snapshot is named, and a user's new display name replaces the old one."""
+    path = tmp_path / "a.db"
+    engine = await open_database(path)
+    try:
+        reads: list[Read] = [
+            (REPOS, Outcome.OK, [repository(R1)]),
+            (direct(R1), Outcome.OK, [UserRecord(U1, "Ada"), grant(U1, R1)]),
+        ]
+        await snapshot(engine, reads)
+        await snapshot(engine, [reads[0], (direct(R1), Outcome.OK, [
+            UserRecord(U1, "Ada Lovelace"), grant(U1, R1),
+            GrantRecord("group", "{g2}", "repository", R1, "write"),
+        ])])  # fmt: skip
+    finally:
+        await engine.dispose()
+    assert query(path, "SELECT subject_name FROM current_access ORDER BY subject_name") == [
+        ("Ada Lovelace",), ("{g2}",)
+    ]
+    assert query(path, "SELECT name FROM names WHERE name = 'Ada'") == []
