@@ -187,6 +187,8 @@ stage_observations = Table(
     Column("outcome", Text, nullable=False),
     Column("detail", Text),
     Column("requests", Integer, nullable=False, default=0),
+    # The scope's grants were staged as what changed (``KnownGrants``), not whole.
+    Column("delta", Boolean, nullable=False, default=False),
     PrimaryKeyConstraint("snapshot_id", "scope_id"),
 )
 
@@ -224,4 +226,13 @@ stage_users = Table(
     Column("display_name", Text, nullable=False),
     Column("nickname", Text),
     Column("account_id", Text),
+)
+
+#: The open versions of a scope staged as what changed that no page of it showed tonight.
+stage_gone = Table(
+    "stage_gone",
+    metadata,
+    Column("snapshot_id", Integer, nullable=False),
+    Column("scope_id", Integer, nullable=False),
+    Column("grant_id", Integer, nullable=False),
 )

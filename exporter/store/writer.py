@@ -31,6 +31,7 @@ from exporter.crawl.records import (
 from exporter.errors import DatabaseError
 from exporter.store import schema
 from exporter.store.database import CACHE_KIB, MERGE_CACHE_KIB
+from exporter.store.known_grants import KnownGrants
 from exporter.store.sql import LOG_CHANGES, PREVIOUS_COMPLETE, REFRESH_LABELS
 
 log = logging.getLogger(__name__)
@@ -48,11 +49,20 @@ STAGE_USER = (
     "account_id) VALUES (?, ?, ?, ?, ?, ?)"
 )
 STAGE_OBSERVATION = (
-    "INSERT INTO stage_observations (snapshot_id, scope_id, outcome, detail, requests) "
-    "VALUES (?, ?, ?, ?, ?)"
+    "INSERT INTO stage_observations (snapshot_id, scope_id, outcome, detail, requests, delta) "
+    "VALUES (?, ?, ?, ?, ?, ?)"
 )
-STAGE_TABLES = ("stage_observations", "stage_objects", "stage_grants", "stage_users")
-STAGE_ORDER = (STAGE_OBJECT, STAGE_GRANT, STAGE_USER, STAGE_OBSERVATION)
+STAGE_GONE = "INSERT INTO stage_gone (snapshot_id, scope_id, grant_id) VALUES (?, ?, ?)"
+STAGE_TABLES = (
+    "stage_observations", "stage_objects", "stage_grants", "stage_users", "stage_gone"
+)
+STAGE_ORDER = (STAGE_OBJECT, STAGE_GRANT, STAGE_USER, STAGE_GONE, STAGE_OBSERVATION)
+#: A listing's open grants, loaded to stage only what changed (``KnownGrants``).
+OPEN_GRANTS = (
+    "SELECT id, subject_uuid, object_uuid, permission FROM grants "
+    "WHERE scope_id = :c AND valid_to IS NULL"
+)
+LOAD_PART_ROWS = 5000
 REGISTER_SCOPE = (
     "INSERT OR IGNORE INTO scopes (kind, workspace_uuid, object_type, object_uuid, "
     "parent_scope_id, label, source) VALUES (?, ?, ?, ?, ?, ?, ?)"
@@ -187,15 +197,34 @@ MERGE_STATEMENTS = (
         WHERE valid_to IS NULL
           AND scope_id IN (SELECT scope_id FROM observations
                             WHERE snapshot_id = :s AND closure IS NOT NULL)""",
+    # A scope staged whole: its open versions that no staged row shows as they are.
     """UPDATE grants SET valid_to = :s
         WHERE valid_to IS NULL
           AND scope_id IN (SELECT scope_id FROM stage_observations
-                            WHERE snapshot_id = :s AND outcome = 'ok')
+                            WHERE snapshot_id = :s AND outcome = 'ok' AND NOT delta)
           AND NOT EXISTS (SELECT 1 FROM stage_grants st
                            WHERE st.snapshot_id = :s AND st.scope_id = grants.scope_id
                              AND st.subject_uuid = grants.subject_uuid
                              AND st.object_uuid = grants.object_uuid
                              AND st.permission = grants.permission)""",
+    # A scope staged as what changed (``KnownGrants``): the versions no row showed, and those a
+    # staged row shows with another permission. Read from the stage, not from every open grant.
+    """UPDATE grants SET valid_to = :s
+        WHERE valid_to IS NULL
+          AND id IN (SELECT sg.grant_id FROM stage_gone sg
+                       JOIN stage_observations so ON so.snapshot_id = sg.snapshot_id
+                                                 AND so.scope_id = sg.scope_id
+                                                 AND so.outcome = 'ok' AND so.delta
+                      WHERE sg.snapshot_id = :s)""",
+    """UPDATE grants SET valid_to = :s
+        WHERE id IN (SELECT g.id FROM stage_grants st
+                       JOIN stage_observations so ON so.snapshot_id = st.snapshot_id
+                                                 AND so.scope_id = st.scope_id
+                                                 AND so.outcome = 'ok' AND so.delta
+                       JOIN grants g ON g.scope_id = st.scope_id
+                                    AND g.subject_uuid = st.subject_uuid
+                                    AND g.object_uuid = st.object_uuid AND g.valid_to IS NULL
+                      WHERE st.snapshot_id = :s AND g.permission <> st.permission)""",
     """INSERT INTO grants (scope_id, subject_type, subject_uuid, object_type, object_uuid,
                            permission, valid_from, valid_to)
        SELECT st.scope_id, st.subject_type, st.subject_uuid, st.object_type, st.object_uuid,
@@ -310,6 +339,11 @@ class SnapshotWriter:
         # The ids of the listings (scopes without a parent), asked for again by their children;
         # a per-object scope is asked for once, and not kept (a large organisation has 200,000).
         self._scope_ids: dict[tuple[str, str], int] = {}
+        self._listing_ids: set[int] = set()
+        # Each listing's open grants, loaded when its first page arrives (``KnownGrants``); None
+        # where the listing is staged whole.
+        self._known: dict[int, asyncio.Task[KnownGrants | None]] = {}
+        self._load_lock = asyncio.Lock()
         # Fetchers run concurrently; SQLite takes one writer at a time, so writes queue here.
         self._write_lock = asyncio.Lock()
         self._finished: set[int] = set()
@@ -401,7 +435,9 @@ class SnapshotWriter:
                     ids[key] = int(scope_id)
         for s in scopes:
             if s.parent is None:
-                self._scope_ids[(s.kind.value, s.object_uuid)] = ids[(s.kind.value, s.object_uuid)]
+                scope_id = ids[(s.kind.value, s.object_uuid)]
+                self._scope_ids[(s.kind.value, s.object_uuid)] = scope_id
+                self._listing_ids.add(scope_id)
         return ids
 
     async def stage(self, scope_id: int, records: Iterable[Record]) -> None:
@@ -411,7 +447,8 @@ class SnapshotWriter:
         never held whole.
         """
         s = self.snapshot_id
-        objects, grants, users, _ = (self._pending[sql] for sql in STAGE_ORDER)
+        objects, grants, users = (self._pending[sql] for sql in STAGE_ORDER[:3])
+        known = await self._known_grants(scope_id) if scope_id in self._listing_ids else None
         for r in records:
             if isinstance(r, ObjectRecord):
                 objects.append(
@@ -419,6 +456,10 @@ class SnapshotWriter:
                      r.parent_uuid)
                 )
             elif isinstance(r, GrantRecord):
+                if known is not None and known.unchanged(
+                    r.subject_uuid, r.object_uuid, r.permission
+                ):
+                    continue
                 grants.append(
                     (s, scope_id, r.subject_type, r.subject_uuid, r.object_type, r.object_uuid,
                      r.permission)
@@ -429,6 +470,26 @@ class SnapshotWriter:
                     seen.add(r.uuid)
                     users.append((s, scope_id, r.uuid, r.display_name, r.nickname, r.account_id))
         await self._flush_if_due()
+
+    async def _known_grants(self, scope_id: int) -> KnownGrants | None:
+        """The open grants of listing ``scope_id``, loaded once (pages of a listing arrive
+        concurrently: the first one loads, the others wait for it)."""
+        task = self._known.get(scope_id)
+        if task is None:
+            task = self._known[scope_id] = asyncio.ensure_future(self._load_known(scope_id))
+        return await task
+
+    async def _load_known(self, scope_id: int) -> KnownGrants | None:
+        """One listing at a time, read in parts: 50 listings of 100,000 rows start together."""
+        known = KnownGrants()
+        async with self._load_lock, self._engine.connect() as conn:
+            result = await conn.stream(text(OPEN_GRANTS), {"c": scope_id})
+            async for part in result.partitions(LOAD_PART_ROWS):
+                try:
+                    known.extend((int(i), str(su), str(ou), str(p)) for i, su, ou, p in part)
+                except ValueError:
+                    return None  # too many distinct permissions to code: staged whole
+        return known.ready()
 
     async def _flush_if_due(self) -> None:
         """Write what waits once it makes a batch, or once it has waited ``STAGE_FLUSH_SECONDS``
@@ -472,13 +533,19 @@ class SnapshotWriter:
             raise RuntimeError(f"scope {scope_id} was already finished in this snapshot")
         self._finished.add(scope_id)
         self._names_seen.pop(scope_id, None)
+        task = self._known.pop(scope_id, None)
+        known = await task if task is not None else None
+        if known is not None and outcome == Outcome.OK:
+            self._pending[STAGE_GONE].extend(
+                (self.snapshot_id, scope_id, version_id) for version_id in known.gone()
+            )
         if outcome != Outcome.OK:  # what is still waiting need not be written at all
             for statement in (STAGE_OBJECT, STAGE_GRANT, STAGE_USER):
                 rows = self._pending[statement]
                 if any(row[1] == scope_id for row in rows):
                     self._pending[statement] = [row for row in rows if row[1] != scope_id]
         self._pending[STAGE_OBSERVATION].append(
-            (self.snapshot_id, scope_id, outcome.value, detail, requests)
+            (self.snapshot_id, scope_id, outcome.value, detail, requests, known is not None)
         )
         await self._flush_if_due()
 

@@ -549,3 +549,114 @@ async def test_a_uuid_first_seen_in_a_later_snapshot_gets_a_name_and_a_rename_re
         ("Ada Lovelace",), ("{g2}",)
     ]
     assert query(path, "SELECT name FROM names WHERE name = 'Ada'") == []
+
+
+EFFECTIVE = ScopeRef(
+    ScopeKind.REPOSITORY_PERMISSIONS, WS, "workspace", WS, "w/effective", source="effective"
+)
+
+
+def users(n: int) -> list[str]:
+    return [f"{{u{i}}}" for i in range(n)]
+
+
+async def staged_at_merge(
+    monkeypatch: pytest.MonkeyPatch, engine: AsyncEngine, reads: list[Read]
+) -> dict[str, int]:
+    """One snapshot of ``reads``; the rows each stage table held when the merge began."""
+    seen: dict[str, int] = {}
+    merge = writer_module.merge_staged
+
+    async def counting(conn: Any, snapshot_id: int) -> None:
+        for table in ("stage_grants", "stage_gone"):
+            found = await conn.execute(text(f"SELECT count(*) FROM {table}"))
+            seen[table] = int(found.scalar_one())
+        await merge(conn, snapshot_id)
+
+    monkeypatch.setattr(writer_module, "merge_staged", counting)
+    await snapshot(engine, reads)
+    monkeypatch.setattr(writer_module, "merge_staged", merge)
+    return seen
+
+
+async def test_a_listing_read_again_stages_only_what_changed_and_every_change_is_merged(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A workspace-wide listing of 100,000 rows changes by a few percent a night: only the rows
+    that differ are staged, and the versions no page showed; the merge makes of them exactly
+    the changes of staging every row, repeats of a key across pages included."""
+    path = tmp_path / "a.db"
+    engine = await open_database(path)
+    u = users(51)
+    try:
+        await snapshot(engine, [(EFFECTIVE, Outcome.OK, [grant(x, R1) for x in u[:50]])])
+        tonight = [grant(x, R1) for x in u[:45]] + [
+            grant(u[45], R1, "write"),  # raised
+            # u[46] is gone
+            grant(u[47], R1), grant(u[48], R1, "write"), grant(u[49], R1),
+            grant(u[50], R1),  # new
+            # Repeats pages later (paging drift): the last copy counts.
+            grant(u[47], R1, "admin"), grant(u[48], R1), grant(u[49], R1),
+        ]  # fmt: skip
+        staged = await staged_at_merge(monkeypatch, engine, [
+            (EFFECTIVE, Outcome.OK, tonight)
+        ])  # fmt: skip
+        changes = await grant_changes(engine, 1, 2)
+    finally:
+        await engine.dispose()
+    # u45, u47's last copy, u48's two copies, u49's repeat, u50; and u46's version.
+    assert staged == {"stage_grants": 6, "stage_gone": 1}
+    assert sorted((c["subject_uuid"], c["change"], c["old_value"], c["new_value"])
+                  for c in changes) == [
+        (u[45], "raised", "read", "write"),
+        (u[46], "revoked", "read", None),
+        (u[47], "raised", "read", "admin"),
+        (u[50], "granted", None, "read"),
+    ]  # fmt: skip
+    current = "SELECT subject_uuid, permission FROM grants WHERE valid_to IS NULL"
+    expected = {x: "read" for x in u if x != u[46]} | {u[45]: "write", u[47]: "admin"}
+    assert dict(query(path, current)) == expected
+    # Nothing unchanged was closed and opened again: 50 versions, 3 new ones.
+    assert query(path, "SELECT count(*) FROM grants") == [(53,)]
+
+
+async def test_a_listing_that_fails_after_its_first_page_changes_nothing(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "a.db"
+    engine = await open_database(path)
+    u = users(10)
+    try:
+        await snapshot(engine, [(EFFECTIVE, Outcome.OK, [grant(x, R1) for x in u])])
+        await snapshot(engine, [(EFFECTIVE, Outcome.FAILED, [grant(u[0], R1, "admin")])])
+        changes = await grant_changes(engine, 1, 2)
+    finally:
+        await engine.dispose()
+    assert changes == []
+    assert query(path, "SELECT count(*), min(permission) FROM grants WHERE valid_to IS NULL") \
+        == [(10, "read")]  # fmt: skip
+
+
+@pytest.mark.parametrize("pages", [0, 1], ids=["no page staged", "an empty page staged"])
+async def test_a_listing_read_ok_and_empty_revokes_every_grant_of_it(
+    tmp_path: Path, pages: int
+) -> None:
+    path = tmp_path / "a.db"
+    engine = await open_database(path)
+    u = users(3)
+    try:
+        await snapshot(engine, [(EFFECTIVE, Outcome.OK, [grant(x, R1) for x in u])])
+        writer = SnapshotWriter(engine, tool_version="test")
+        await writer.begin()
+        scope_id = await writer.scope_id(EFFECTIVE)
+        for _ in range(pages):
+            await writer.stage(scope_id, [])
+        await writer.finish_scope(scope_id, Outcome.OK)
+        await writer.complete(RunCounters())
+        changes = await grant_changes(engine, 1, 2)
+    finally:
+        await engine.dispose()
+    assert sorted((c["subject_uuid"], c["change"]) for c in changes) == [
+        (x, "revoked") for x in u
+    ]
+    assert query(path, "SELECT count(*) FROM grants WHERE valid_to IS NULL") == [(0,)]
