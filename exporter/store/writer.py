@@ -447,8 +447,10 @@ class SnapshotWriter:
         never held whole.
         """
         s = self.snapshot_id
-        objects, grants, users = (self._pending[sql] for sql in STAGE_ORDER[:3])
         known = await self._known_grants(scope_id) if scope_id in self._listing_ids else None
+        # Taken after the wait: a flush meanwhile replaced the lists (rows appended to the old
+        # ones were lost).
+        objects, grants, users = (self._pending[sql] for sql in STAGE_ORDER[:3])
         for r in records:
             if isinstance(r, ObjectRecord):
                 objects.append(

@@ -660,3 +660,42 @@ async def test_a_listing_read_ok_and_empty_revokes_every_grant_of_it(
         (x, "revoked") for x in u
     ]
     assert query(path, "SELECT count(*) FROM grants WHERE valid_to IS NULL") == [(0,)]
+
+
+async def test_a_page_that_waits_for_its_listings_grants_while_a_batch_is_written_is_kept(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The first page of a listing waits while its open grants load; other pages meanwhile fill
+    a batch and it is written. The waiting page's rows go to the next batch, not to the one
+    already written (they were lost, and the merge closed every repository they named)."""
+    path = tmp_path / "a.db"
+    engine = await open_database(path)
+    flushed = asyncio.Event()
+    load = SnapshotWriter._load_known
+
+    async def load_after_a_flush(self: SnapshotWriter, scope_id: int) -> Any:
+        await flushed.wait()
+        return await load(self, scope_id)
+
+    monkeypatch.setattr(SnapshotWriter, "_load_known", load_after_a_flush)
+    try:
+        writer = SnapshotWriter(engine, tool_version="test")
+        await writer.begin()
+        repos, roles = await writer.scope_ids([REPOS, ROLES])
+        waiting = asyncio.create_task(writer.stage(repos, [repository(R1), repository(R2)]))
+        await asyncio.sleep(0)  # the page waits for its listing's grants
+        writer._listing_ids.discard(roles)  # this page does not wait
+        await writer.stage(roles, [
+            GrantRecord("user", f"{{u{n}}}", "workspace", "{w}", "member")
+            for n in range(STAGE_BATCH_ROWS)
+        ])  # fmt: skip
+        flushed.set()
+        await waiting
+        for scope_id in (repos, roles):
+            await writer.finish_scope(scope_id, Outcome.OK)
+        await writer.complete(RunCounters())
+    finally:
+        await engine.dispose()
+    assert query(path, "SELECT uuid FROM objects WHERE valid_to IS NULL ORDER BY 1") == [
+        (R1,), (R2,)
+    ]
