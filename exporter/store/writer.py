@@ -32,7 +32,15 @@ from exporter.errors import DatabaseError
 from exporter.store import schema
 from exporter.store.database import CACHE_KIB, MERGE_CACHE_KIB
 from exporter.store.known_grants import KnownGrants
-from exporter.store.sql import LOG_CHANGES, PREVIOUS_COMPLETE, REFRESH_LABELS
+from exporter.store.sql import (
+    ANALYZE_SMALL,
+    EVERY_GRANT_NAMES,
+    FIRST_BASELINE_SCOPES,
+    LOG_CHANGES,
+    NEW_VERSION_NAMES,
+    PREVIOUS_COMPLETE,
+    REFRESH_LABELS,
+)
 
 log = logging.getLogger(__name__)
 
@@ -263,7 +271,7 @@ STAGED_ROWS = (
 async def merge_staged(conn: AsyncConnection, snapshot_id: int) -> None:
     """Merge the staged rows of ``snapshot_id``'s ok observations into the versioned facts, log
     what changed since the complete snapshot before it, and refresh the labels, the names and
-    the small tables' statistics (``REFRESH_LABELS``), inside the caller's transaction."""
+    the small tables' statistics, inside the caller's transaction."""
     await conn.execute(text(f"PRAGMA cache_size=-{MERGE_CACHE_KIB}"))
     try:
         for statement in STAGE_KEYS:
@@ -274,7 +282,8 @@ async def merge_staged(conn: AsyncConnection, snapshot_id: int) -> None:
         for statement in rebuilt:
             await conn.execute(text(statement))
         await log_changes(conn, snapshot_id)
-        for statement in REFRESH_LABELS:
+        names = EVERY_GRANT_NAMES if rebuilt else NEW_VERSION_NAMES
+        for statement in (*REFRESH_LABELS, *names, *ANALYZE_SMALL):
             await conn.execute(text(statement), {"s": snapshot_id})
     finally:
         await conn.execute(text(f"PRAGMA cache_size=-{CACHE_KIB}"))
@@ -320,7 +329,7 @@ async def log_changes(conn: AsyncConnection, snapshot_id: int) -> None:
     since the complete snapshot before it, and the scopes it read for the first time."""
     pair = {"b": snapshot_id}
     pair["a"] = int((await conn.execute(text(PREVIOUS_COMPLETE), pair)).scalar_one())
-    for statement in LOG_CHANGES:
+    for statement in LOG_CHANGES if pair["a"] else (FIRST_BASELINE_SCOPES,):
         await conn.execute(text(statement), pair)
 
 
@@ -491,7 +500,9 @@ class SnapshotWriter:
                     known.extend((int(i), str(su), str(ou), str(p)) for i, su, ou, p in part)
                 except ValueError:
                     return None  # too many distinct permissions to code: staged whole
-        return known.ready()
+        # Ordering 100,000 digests takes a few tenths of a second: not on the event loop, which
+        # goes on fetching meanwhile.
+        return await asyncio.to_thread(known.ready)
 
     async def _flush_if_due(self) -> None:
         """Write what waits once it makes a batch, or once it has waited ``STAGE_FLUSH_SECONDS``
@@ -537,6 +548,8 @@ class SnapshotWriter:
         self._names_seen.pop(scope_id, None)
         task = self._known.pop(scope_id, None)
         known = await task if task is not None else None
+        if known is not None and not len(known):
+            known = None  # nothing was open: every row was staged, as for a scope staged whole
         if known is not None and outcome == Outcome.OK:
             self._pending[STAGE_GONE].extend(
                 (self.snapshot_id, scope_id, version_id) for version_id in known.gone()

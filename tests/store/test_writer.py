@@ -393,6 +393,8 @@ async def test_a_merge_that_sets_indexes_aside_builds_them_again(
     ]
     by_subject = "SELECT count(*) FROM grants INDEXED BY ix_grants_subject WHERE subject_uuid = ?"
     assert query(path, by_subject, U2) == [(1,)]
+    # The names of the new versions come from every grant's subject and object here.
+    assert query(path, "SELECT name FROM names WHERE uuid = ?", U2) == [(U2,)]
 
 
 async def test_staged_rows_that_waited_long_enough_are_written_without_a_full_batch(
