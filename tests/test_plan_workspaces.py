@@ -1,7 +1,10 @@
 """The planner's workspace turns: the order (never read, then least recently read), the rule that
-starts the next workspace, and the predictions of the plan lines. Pure."""
+starts the next workspace, how many are read at once, and the predictions of the plan lines."""
 
 from __future__ import annotations
+
+import asyncio
+from typing import Any, cast
 
 from exporter.crawl.plan import (
     LISTINGS,
@@ -19,6 +22,7 @@ from exporter.crawl.plan import (
     workspaces_in_order,
     workspaces_tonight,
 )
+from exporter.ration import WORKSPACES_AT_ONCE, WorkspaceRationer, WorkspaceTally
 
 HOURLY = (900, 3600.0)
 CAP = NightBudget(HOURLY, max_requests=25, deadline=None)
@@ -145,3 +149,25 @@ def test_when_every_workspace_fits_the_lines_are_as_they_were() -> None:
         "of 21000 per-object scopes (120 never observed); full explicit-grant coverage in 17 "
         "night(s); about 5400 requests tonight, at 900 per 1 h 00 min at least ")
     assert "workspaces" not in per_object_line(plain, night)
+
+
+async def test_a_reader_reads_a_few_workspaces_at_once_and_every_one_in_the_end() -> None:
+    """Fifty workspaces of a night without limits are not all read at once: what each holds
+    while it is read (pages read ahead, its listings' open grants) stays that of a few."""
+    at_once, most, read = 0, 0, []
+
+    async def read_one(turn: WorkspaceTurn, tally: WorkspaceTally) -> None:
+        nonlocal at_once, most
+        at_once += 1
+        most = max(most, at_once)
+        for _ in range(len(read) % 3 + 1):  # some finish before others
+            await asyncio.sleep(0)
+        read.append(turn.slug)
+        at_once -= 1
+
+    turns = [WorkspaceTurn(f"{{{i}}}", f"w{i}", 1, 6) for i in range(50)]
+    unlimited = NightBudget((1000, 3600.0), max_requests=None, deadline=None)
+    rationer = WorkspaceRationer(cast(Any, None), unlimited, read_one)
+    assert await rationer.run(turns) == turns
+    assert most == WORKSPACES_AT_ONCE
+    assert sorted(read) == sorted(t.slug for t in turns)

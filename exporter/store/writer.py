@@ -272,11 +272,13 @@ async def merge_staged(conn: AsyncConnection, snapshot_id: int) -> None:
     """Merge the staged rows of ``snapshot_id``'s ok observations into the versioned facts, log
     what changed since the complete snapshot before it, and refresh the labels, the names and
     the small tables' statistics, inside the caller's transaction."""
-    await conn.execute(text(f"PRAGMA cache_size=-{MERGE_CACHE_KIB}"))
+    bulk = await _is_bulk(conn)
+    if bulk:  # a nightly merge changes a few percent and keeps the stage's smaller cache
+        await conn.execute(text(f"PRAGMA cache_size=-{MERGE_CACHE_KIB}"))
     try:
         for statement in STAGE_KEYS:
             await conn.execute(text(statement), {"s": snapshot_id})
-        rebuilt = await _set_aside_grant_indexes(conn)
+        rebuilt = await _set_aside_grant_indexes(conn) if bulk else []
         for statement in MERGE_STATEMENTS:
             await conn.execute(text(statement), {"s": snapshot_id})
         for statement in rebuilt:
@@ -295,15 +297,12 @@ ASIDE_INDEXES = ("ix_grants_subject", "ix_grants_object", "ix_grants_valid_from"
 BULK_MIN_ROWS = 10_000
 
 
-async def _set_aside_grant_indexes(conn: AsyncConnection) -> list[str]:
-    """When the merge is about to add more grants than are open (a first snapshot, or a new
-    large workspace), drop the indexes it does not read, and return the statements that build
-    them again once the rows are in. Kept up to date row by row, each random uuid landed on a
-    page of its own: at ``huge`` the first merge wrote 11 GB; built once, by sorting, they cost
-    their size."""
+async def _is_bulk(conn: AsyncConnection) -> bool:
+    """Whether the merge is about to add more grants than are open: a first snapshot, or a new
+    large workspace."""
     staged = (await conn.execute(text("SELECT count(*) FROM stage_grants"))).scalar_one()
     if staged < BULK_MIN_ROWS:
-        return []
+        return False
     # Counted no further than ``staged``: a nightly merge of a large org stops there.
     open_ = (
         await conn.execute(
@@ -312,15 +311,23 @@ async def _set_aside_grant_indexes(conn: AsyncConnection) -> list[str]:
         )
     ).scalar_one()
     if staged <= open_:
-        return []
+        return False
+    log.info("a bulk merge: %d rows staged, %d open", staged, open_)
+    return True
+
+
+async def _set_aside_grant_indexes(conn: AsyncConnection) -> list[str]:
+    """For a bulk merge, drop the indexes of ``grants`` that no merge statement reads, and
+    return the statements that build them again once the rows are in. Kept up to date row by
+    row, each random uuid landed on a page of its own: at ``huge`` the first merge wrote 11 GB;
+    built once, by sorting, they cost their size."""
     found = await conn.execute(
         text("SELECT name, sql FROM sqlite_master WHERE type = 'index' AND tbl_name = 'grants'")
     )
     definitions = {str(name): str(sql) for name, sql in found if name in ASIDE_INDEXES}
     for name in definitions:
         await conn.execute(text(f"DROP INDEX {name}"))
-    log.info("building %d indexes of grants after the merge (%d rows staged, %d open)",
-             len(definitions), staged, open_)  # fmt: skip
+    log.info("building %d indexes of grants after the merge", len(definitions))
     return list(definitions.values())
 
 
