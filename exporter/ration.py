@@ -31,10 +31,10 @@ REGISTER_BATCH = 500
 Observe = Callable[[ScopeRef, Callable[[], Pages], int], Awaitable[object]]
 #: Why a workspace waits: one never read is in progress, and its size is not known until read.
 UNKNOWN = "size of the workspace in progress"
-#: Workspaces one reader reads at once. Their six listings keep the client's concurrent requests
+#: Workspaces one reader reads at once. Their listings keep the client's concurrent requests
 #: busy; more at once only holds more in memory (pages read ahead, and each workspace-wide
 #: listing's open grants while it is read: at ``huge``, 50 workspaces at once held 88 MB of them).
-WORKSPACES_AT_ONCE = 4
+WORKSPACES_AT_ONCE = 8
 
 
 class WorkspaceTally:

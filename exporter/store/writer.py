@@ -503,12 +503,15 @@ class SnapshotWriter:
         async with self._load_lock, self._engine.connect() as conn:
             result = await conn.stream(text(OPEN_GRANTS), {"c": scope_id})
             async for part in result.partitions(LOAD_PART_ROWS):
+                rows = [(int(i), str(su), str(ou), str(p)) for i, su, ou, p in part]
                 try:
-                    known.extend((int(i), str(su), str(ou), str(p)) for i, su, ou, p in part)
+                    # Digests of 100,000 keys take a few tenths of a second: not on the event
+                    # loop, which goes on fetching meanwhile.
+                    await asyncio.to_thread(known.extend, rows)
                 except ValueError:
                     return None  # too many distinct permissions to code: staged whole
-        # Ordering 100,000 digests takes a few tenths of a second: not on the event loop, which
-        # goes on fetching meanwhile.
+        if not len(known):
+            return None  # nothing open (a first night): staged whole, with no digest to take
         return await asyncio.to_thread(known.ready)
 
     async def _flush_if_due(self) -> None:
@@ -555,8 +558,6 @@ class SnapshotWriter:
         self._names_seen.pop(scope_id, None)
         task = self._known.pop(scope_id, None)
         known = await task if task is not None else None
-        if known is not None and not len(known):
-            known = None  # nothing was open: every row was staged, as for a scope staged whole
         if known is not None and outcome == Outcome.OK:
             self._pending[STAGE_GONE].extend(
                 (self.snapshot_id, scope_id, version_id) for version_id in known.gone()
