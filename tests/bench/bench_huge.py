@@ -215,7 +215,7 @@ def main(argv: list[str]) -> int:
             f"{written / 1e9:.2f} GB / {size_first / 1e9:.2f} GB = {written / size_first:.1f}",
             f"<= {WRITTEN_BUDGET:.0f}",
             verdict(None if written is None else written / size_first <= WRITTEN_BUDGET)),
-        Row("bytes written by the nightly snapshot (it stages the whole org)",
+        Row("bytes written by the nightly snapshot (it stages what changed)",
             "n/a" if c2.written_bytes is None else f"{c2.written_bytes / 1e9:.2f} GB",
             "reported", verdict(None)),
         Row(f"requests/s by fifth of the first run's workspace-wide listings ({listings}), "
