@@ -498,7 +498,8 @@ class SnapshotWriter:
         return await task
 
     async def _load_known(self, scope_id: int) -> KnownGrants | None:
-        """One listing at a time, read in parts: 50 listings of 100,000 rows start together."""
+        """One listing at a time, read in parts: the listings of several workspaces (up to
+        100,000 rows each at ``huge``) start together."""
         known = KnownGrants()
         async with self._load_lock, self._engine.connect() as conn:
             result = await conn.stream(text(OPEN_GRANTS), {"c": scope_id})
