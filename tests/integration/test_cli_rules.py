@@ -128,6 +128,14 @@ def test_snapshots_lists_runs_with_outcomes(cli: Cli, simulator: ThreadedSimulat
     assert runs[0]["requests"] > 0
 
 
+#: ``python -m exporter`` that Ctrl-C interrupts even when the tests were started in the
+#: background, where the shell has the children ignore SIGINT (and Python leaves it ignored).
+RUN_WITH_CTRL_C = (
+    "import runpy, signal; signal.signal(signal.SIGINT, signal.default_int_handler); "
+    "runpy.run_module('exporter', run_name='__main__', alter_sys=True)"
+)
+
+
 def _slow_run_that_staged(cli: Cli, simulator: ThreadedSimulator) -> subprocess.Popen[bytes]:
     """A snapshot in another process, once it has staged something and is surely still going:
     the effective-permission listings answer after 3 s."""
@@ -139,14 +147,17 @@ def _slow_run_that_staged(cli: Cli, simulator: ThreadedSimulator) -> subprocess.
         "BITBUCKET_API_TOKEN": ADMIN_TOKEN,
     }
     process = subprocess.Popen(
-        [sys.executable, "-m", "exporter", "snapshot", "--db", str(cli.db)],
+        [sys.executable, "-c", RUN_WITH_CTRL_C, "snapshot", "--db", str(cli.db)],
         env=env,
         cwd=ROOT,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
     )
-    for _ in range(600):  # wait (at most a minute) until it has staged something
-        if cli.sql("SELECT count(*) FROM stage_grants")[0][0]:
+    # Wait (at most a minute) until it has staged something: a finished scope's observation,
+    # which is written when the scope finishes. A second night stages only the grants that
+    # changed, and those may be written only as the run ends.
+    for _ in range(600):
+        if cli.sql("SELECT count(*) FROM stage_observations")[0][0]:
             return process
         time.sleep(0.1)
     process.kill()
