@@ -37,6 +37,7 @@ CURRENT_ACCESS_COLUMNS = {
     "subject_uuid": "The subject's uuid, for joining.",
     "object_uuid": "The object's uuid, for joining.",
     "scope_id": "The scope (listing) the grant was read from: see scope_freshness.",
+    "workspace_uuid": "The workspace's uuid, for joining (a renamed workspace keeps it).",
 }
 
 
@@ -95,6 +96,7 @@ TABLES: dict[str, dict[str, Any]] = {
             "subject_uuid": "The subject's uuid, for joining.",
             "object_uuid": "The object's uuid, for joining.",
             "scope_id": "The scope (listing) the grant was read from.",
+            "workspace_uuid": "The workspace's uuid, for joining (a renamed workspace keeps it).",
         },
     },
     "current_access": {

@@ -20,8 +20,10 @@ from exporter.store.writer import RunCounters, SnapshotWriter
 from tests.bench.bench_records import FIRST_KINDS, NightWriter
 
 QUERIES = {
-    "access_at": "SELECT * FROM access_at ORDER BY snapshot_id, scope_id, subject_uuid, "
-    "object_uuid",
+    # The columns of every revision (0008 adds workspace_uuid: checked apart).
+    "access_at": "SELECT snapshot_id, snapshot_at, workspace, object_type, object_name, "
+    "subject_type, subject_name, permission, source, observed_in, subject_uuid, object_uuid, "
+    "scope_id FROM access_at ORDER BY snapshot_id, scope_id, subject_uuid, object_uuid",
     "access_changes": "SELECT * FROM access_changes ORDER BY snapshot_id, scope_id, object_uuid, "
     "subject_uuid, attribute",
     "object_labels": "SELECT * FROM object_labels ORDER BY uuid",
@@ -215,3 +217,25 @@ async def test_a_database_of_revision_0003_is_upgraded_with_the_change_log_of_it
         ).fetchall()
     # Night 1 read the first kinds; night 3 (after the failed run 2) the rest, against night 1.
     assert [(b, a) for b, a, _ in baselined] == [(1, 0), (3, 1)]
+
+
+async def test_revision_0008_gives_each_grant_its_workspace_uuid_and_goes_back(
+    tmp_path: Path,
+) -> None:
+    db = tmp_path / "a.db"
+    writer = NightWriter(db)
+    try:
+        await writer.night(generate_org("small", 7))
+    finally:
+        await writer.close()
+    named = ("SELECT DISTINCT a.workspace, a.workspace_uuid, n.name FROM {view} a "
+             "LEFT JOIN names n ON n.uuid = a.workspace_uuid")  # fmt: skip
+    with sqlite3.connect(db) as conn:
+        for view in ("access_at", "current_access", "current_repository_permissions"):
+            rows = conn.execute(named.format(view=view)).fetchall()
+            assert len(rows) > 1, view  # several workspaces
+            assert all(uuid and name == workspace for workspace, uuid, name in rows), rows
+    await to_revision(db, "0007")
+    with sqlite3.connect(db) as conn:
+        columns = {row[1] for row in conn.execute("PRAGMA table_info(current_access)")}
+    assert "scope_id" in columns and "workspace_uuid" not in columns
