@@ -22,7 +22,7 @@ from typing import Any
 
 import pytest
 
-from exporter.cli import build_parser
+from exporter.cli import build_parser, main
 from exporter.demo import run_demo
 from exporter.store.explain import sources_sql
 from exporter.store.sql import DIFF_SQL
@@ -228,3 +228,15 @@ def test_the_view_of_sources_is_the_sql_who_can_access_runs(demo: sqlite3.Connec
         "SELECT sql FROM sqlite_master WHERE name = 'current_access_sources'"
     ).fetchone()
     assert sql == f"CREATE VIEW current_access_sources AS\n{sources_sql(at_snapshot=False)}"
+
+
+@pytest.mark.parametrize("command", [["who-can-access", "acme/api"], ["diff"]])
+def test_the_sql_a_command_prints_reads_in_a_terminal(
+    command: list[str], capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    """``--sql`` prints the SQL to read or paste: no line wider than 100 characters."""
+    assert main([command[0], "--sql", "--db", str(tmp_path / "none.db"), *command[1:]]) == 0
+    printed = capsys.readouterr().out
+    assert "SELECT" in printed
+    wide = [line for line in printed.splitlines() if len(line) > 100]
+    assert not wide, wide

@@ -44,6 +44,11 @@ def sources_sql(*, at_snapshot: bool, repository: bool = False, user: bool = Fal
     def v(alias: str) -> str:
         return _valid(alias, at_snapshot)
 
+    def and_v(alias: str) -> str:
+        """`` AND`` the versions of ``alias`` valid; at a snapshot, on a line of its own (the
+        SQL ``--sql`` prints stays within 100 characters a line)."""
+        return f"\n       AND {v(alias)}" if at_snapshot else f" AND {v(alias)}"
+
     def held(alias: str, kind: str, of: str) -> str:
         """Join the versions of scope ``kind`` of object ``of`` as ``alias``."""
         a = alias
@@ -55,7 +60,7 @@ def sources_sql(*, at_snapshot: bool, repository: bool = False, user: bool = Fal
         return f"LEFT JOIN names {alias} ON {alias}.uuid = {uuid}"
 
     def seen(column: str) -> str:
-        upto = " AND x.snapshot_id <= :s" if at_snapshot else ""
+        upto = "\n           AND x.snapshot_id <= :s" if at_snapshot else ""
         return (f"(SELECT max(x.snapshot_id) FROM observations x\n"
                 f"         WHERE x.scope_id = j.{column} AND x.outcome = 'ok'{upto})")
 
@@ -68,7 +73,9 @@ def sources_sql(*, at_snapshot: bool, repository: bool = False, user: bool = Fal
         """Whether a source of ``kind`` on ``of`` (the repository, its project or its
         workspace) reaches the user of the effective row ``ef``."""
         join, who = (f"\n      {member}", "m") if group else ("", "e")
-        only = " AND e.permission = 'owner'" if owner else ""
+        only = ""
+        if owner:
+            only = ("\n       " if at_snapshot else " ") + "AND e.permission = 'owner'"
         return (f"EXISTS (SELECT 1 FROM scopes es JOIN grants e ON e.scope_id = es.id{join}\n"
                 f"     WHERE es.kind = '{kind}' AND es.object_uuid = {of}\n"
                 f"       AND e.object_uuid = {of} AND {who}.subject_uuid = ef.subject_uuid\n"
@@ -93,7 +100,7 @@ def sources_sql(*, at_snapshot: bool, repository: bool = False, user: bool = Fal
 repos AS NOT MATERIALIZED (
     SELECT o.uuid, o.parent_uuid AS project_uuid, sc.object_uuid AS workspace_uuid
       FROM scopes sc JOIN objects o ON o.scope_id = sc.id
-     WHERE sc.kind = 'repositories' AND o.object_type = 'repository' AND {v("o")}),
+     WHERE sc.kind = 'repositories' AND o.object_type = 'repository'{and_v("o")}),
 sources AS NOT MATERIALIZED (
     SELECT wl.name AS workspace, rl.name AS repository, ul.name AS user_name,
            'direct' AS source, e.permission AS granted, NULL AS via_group, NULL AS via_project,
@@ -153,7 +160,7 @@ joined AS NOT MATERIALIZED (
     SELECT wl.name, rl.name, ul.name, ef.permission, NULL, NULL, NULL, NULL, ef.subject_uuid,
            ef.object_uuid, NULL, NULL, NULL, NULL, ef.scope_id
       FROM scopes efs
-      JOIN grants ef ON ef.scope_id = efs.id AND {v("ef")}
+      JOIN grants ef ON ef.scope_id = efs.id{and_v("ef")}
       {named("rl", "ef.object_uuid")}
       {named("ul", "ef.subject_uuid")}
       {named("wl", "efs.object_uuid")}
