@@ -177,6 +177,13 @@ def _budget_rows(
         f"{year.ratio:.2f} (vs the first night: {year.ratio_to_first:.2f}; churn grew the org)",
         "≤ 10", verdict(year.ratio <= 10),
     ))
+    parts = ", ".join(f"{name} {size / 1e6:.1f} MB"
+                      for name, size in sorted(year.parts.items(), key=lambda p: -p[1]))
+    rows.append(Row(
+        f"6b. what those nights hold (each table with its indexes; {year_preset})",
+        f"{parts}; grant versions {year.versions} ÷ the last night's grants "
+        f"{year.open_versions} = {year.versions_ratio:.2f}", "reported", verdict(None),
+    ))
     rows.append(Row(
         f"7a. diff of two snapshots ({biggest}): nightly / the first (all baseline)",
         f"{store.diff_seconds:.2f} s ({store.diff_rows} rows) / "

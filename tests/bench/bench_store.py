@@ -12,7 +12,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from exporter.simulator import Org, apply_churn
@@ -145,6 +145,15 @@ class Year:
     final_bytes: int  # every night
     final_one_bytes: int  # one snapshot of the org as it is after the last night
     seconds: float
+    #: Bytes of the compacted history by table, each with its indexes (``HISTORY_PARTS``).
+    parts: dict[str, int] = field(default_factory=dict)
+    versions: int = 0  # grant versions kept, open and closed
+    open_versions: int = 0  # open ones: the last night's grants
+
+    @property
+    def versions_ratio(self) -> float:
+        """Grant versions ÷ the last night's grants: what keeping every change costs at least."""
+        return self.versions / max(self.open_versions, 1)
 
     @property
     def ratio(self) -> float:
@@ -156,12 +165,26 @@ class Year:
         return self.final_bytes / self.one_snapshot_bytes
 
 
-def compact_size(db: Path, scratch: Path) -> int:
-    """Bytes of ``db`` once compacted (``VACUUM INTO`` a copy; the database is untouched)."""
+#: The tables the history is made of, each counted with its indexes; the rest is "other".
+HISTORY_PARTS = ("grants", "change_log", "observations", "objects")
+
+
+def compact_size(db: Path, scratch: Path, parts: dict[str, int] | None = None) -> int:
+    """Bytes of ``db`` once compacted (``VACUUM INTO`` a copy; the database is untouched); with
+    ``parts``, filled with the bytes of each of ``HISTORY_PARTS`` and of the rest."""
     scratch.unlink(missing_ok=True)
     with contextlib.closing(sqlite3.connect(db)) as conn:
         conn.execute("VACUUM INTO ?", (str(scratch),))
     size = scratch.stat().st_size
+    if parts is not None:
+        with contextlib.closing(sqlite3.connect(scratch)) as conn:
+            rows = conn.execute(
+                "SELECT coalesce(m.tbl_name, d.name), sum(d.pgsize) FROM dbstat d "
+                "LEFT JOIN sqlite_master m ON m.name = d.name GROUP BY 1"
+            ).fetchall()
+        for table, size_of in rows:
+            part = table if table in HISTORY_PARTS else "other"
+            parts[part] = parts.get(part, 0) + int(size_of)
     scratch.unlink()
     return size
 
@@ -180,14 +203,19 @@ async def _year(org: Org, db: Path, nights: int, rate: float, seed: int) -> Year
             await writer.night(org)
     finally:
         await writer.close()
-    final = compact_size(db, scratch)
+    parts: dict[str, int] = {}
+    final = compact_size(db, scratch, parts)
+    with contextlib.closing(sqlite3.connect(db)) as conn:
+        versions, open_versions = conn.execute(
+            "SELECT count(*), count(*) - count(valid_to) FROM grants").fetchone()
     alone = NightWriter(db.with_name("alone.db"))
     try:
         await alone.night(org)
     finally:
         await alone.close()
     final_one = compact_size(alone.db, scratch)
-    return Year(nights, one, final, final_one, time.perf_counter() - started)
+    return Year(nights, one, final, final_one, time.perf_counter() - started, parts, versions,
+                open_versions)
 
 
 def year(org: Org, *, nights: int = 365, rate: float = CHURN, seed: int = 1) -> Year:
