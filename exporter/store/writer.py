@@ -495,7 +495,8 @@ class SnapshotWriter:
         task = self._known.get(scope_id)
         if task is None:
             task = self._known[scope_id] = asyncio.ensure_future(self._load_known(scope_id))
-        return await task
+        # Shielded: a page given up while it waits must not cancel the load under the others.
+        return await asyncio.shield(task)
 
     async def _load_known(self, scope_id: int) -> KnownGrants | None:
         """One listing at a time, read in parts: the listings of several workspaces (up to
@@ -605,6 +606,11 @@ class SnapshotWriter:
     async def fail(self, message: str, counters: RunCounters, *, status: str = "failed") -> None:
         """End the snapshot without merging anything: facts stay as they were."""
         self._take_pending()  # nothing of a failed snapshot is staged
+        loads = list(self._known.values())  # shielded from the pages: ended here
+        self._known.clear()
+        for task in loads:
+            task.cancel()
+        await asyncio.gather(*loads, return_exceptions=True)
         async with self._engine.begin() as conn:
             await self._claim(conn)
             await conn.execute(

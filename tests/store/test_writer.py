@@ -701,3 +701,39 @@ async def test_a_page_that_waits_for_its_listings_grants_while_a_batch_is_writte
     assert query(path, "SELECT uuid FROM objects WHERE valid_to IS NULL ORDER BY 1") == [
         (R1,), (R2,)
     ]
+
+
+async def test_a_page_given_up_while_its_listings_grants_load_leaves_the_other_pages_theirs(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Pages of a listing share one load of its open grants. A page that is cancelled while it
+    waits must not cancel the load under the other pages: they would end with it, and their
+    rows would never be staged."""
+    path = tmp_path / "a.db"
+    engine = await open_database(path)
+    release = asyncio.Event()
+    load = SnapshotWriter._load_known
+
+    async def slow_load(self: SnapshotWriter, scope_id: int) -> Any:
+        await release.wait()
+        return await load(self, scope_id)
+
+    monkeypatch.setattr(SnapshotWriter, "_load_known", slow_load)
+    try:
+        writer = SnapshotWriter(engine, tool_version="test")
+        await writer.begin()
+        (roles,) = await writer.scope_ids([ROLES])
+        pages = [asyncio.create_task(writer.stage(roles, [
+            GrantRecord("user", user, "workspace", "{w}", "member")]))
+            for user in ("{u1}", "{u2}")]  # fmt: skip
+        await asyncio.sleep(0)  # both wait for the load
+        pages[0].cancel()
+        release.set()
+        await pages[1]
+        with pytest.raises(asyncio.CancelledError):
+            await pages[0]
+        await writer.finish_scope(roles, Outcome.OK)
+        await writer.complete(RunCounters())
+    finally:
+        await engine.dispose()
+    assert query(path, "SELECT subject_uuid FROM grants WHERE valid_to IS NULL") == [("{u2}",)]
