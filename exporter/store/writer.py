@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from sqlalchemy import bindparam, insert, select, text, update
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from exporter.crawl.records import (
@@ -124,9 +125,9 @@ STAGE_KEYS = (
     "DELETE FROM stage_grants WHERE snapshot_id <> :s",
     "DELETE FROM stage_objects WHERE snapshot_id <> :s",
     "DELETE FROM stage_users WHERE snapshot_id <> :s",
-    "CREATE INDEX IF NOT EXISTS stage_grants_key "
+    "CREATE INDEX IF NOT EXISTS stage.stage_grants_key "
     "ON stage_grants (scope_id, subject_uuid, object_uuid)",
-    "CREATE INDEX IF NOT EXISTS stage_objects_key ON stage_objects (scope_id, uuid)",
+    "CREATE INDEX IF NOT EXISTS stage.stage_objects_key ON stage_objects (scope_id, uuid)",
     """DELETE FROM stage_grants WHERE rowid IN (
          SELECT st.rowid FROM stage_grants st JOIN (
            SELECT scope_id, subject_uuid, object_uuid, max(rowid) AS kept FROM stage_grants
@@ -140,8 +141,8 @@ STAGE_KEYS = (
            ON st.scope_id = twice.scope_id AND st.uuid = twice.uuid AND st.rowid <> twice.kept)""",
 )
 DROP_STAGE_KEYS = (
-    "DROP INDEX IF EXISTS stage_grants_key",
-    "DROP INDEX IF EXISTS stage_objects_key",
+    "DROP INDEX IF EXISTS stage.stage_grants_key",
+    "DROP INDEX IF EXISTS stage.stage_objects_key",
 )
 
 # Versions of ``objects`` and ``grants`` are closed when an ok observation of their scope no longer
@@ -600,6 +601,7 @@ class SnapshotWriter:
                 )
             )
             await self._drop_staged(conn, s)
+        await self._shrink_stage()
         log.info("merged snapshot %d in %.1f s", s, time.monotonic() - started)
         return SnapshotSummary(s, "complete", outcomes, closed)
 
@@ -624,6 +626,16 @@ class SnapshotWriter:
                 )
             )
             await self._drop_staged(conn, self.snapshot_id)
+        await self._shrink_stage()
+
+    async def _shrink_stage(self) -> None:
+        """Give the emptied stage's pages back to the disk: its file (``PATH-stage``) holds
+        nothing between runs, and a first night at ``huge`` staged a gigabyte."""
+        try:
+            async with self._engine.connect() as conn:
+                await conn.exec_driver_sql("VACUUM stage")
+        except DBAPIError as error:  # a full disk, say: the pages stay free for the next run
+            log.warning("the emptied stage could not be shrunk: %s", error.orig)
 
     async def _claim(self, conn: AsyncConnection) -> None:
         """Make sure this snapshot is still ``running``: another run may have marked it aborted

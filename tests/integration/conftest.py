@@ -27,6 +27,7 @@ from exporter.simulator import (
     TruthChange,
     generate_org,
 )
+from exporter.store.database import stage_path
 from tests.sim_thread import ThreadedSimulator
 
 
@@ -54,7 +55,10 @@ class Cli:
         return document
 
     def sql(self, query: str, *params: object) -> list[tuple[Any, ...]]:
+        """Rows of the database; the ``stage_*`` tables from the stage file beside it."""
         with contextlib.closing(sqlite3.connect(self.db)) as conn:
+            if stage_path(self.db).exists():
+                conn.execute("ATTACH DATABASE ? AS stage", (str(stage_path(self.db)),))
             return conn.execute(query, params).fetchall()
 
 

@@ -51,7 +51,7 @@ from exporter.simulator import (
 )
 from exporter.simulator.serve import FAULT_STATUSES, fault_plan
 from exporter.store import database, writer
-from exporter.store.database import RunLock
+from exporter.store.database import RunLock, stage_path
 from exporter.store.writer import DEAD_RUN_MESSAGE, SnapshotWriter
 from tests.integration.conftest import (
     Cli,
@@ -243,6 +243,7 @@ def test_a_stale_running_row_is_aborted_and_its_stage_never_merged(cli: Cli, org
     """A dead process left a ``running`` row and a stage that would raise everyone to admin."""
     before, churn = churned(cli, org, 22)
     with contextlib.closing(sqlite3.connect(cli.db)) as conn, conn:
+        conn.execute("ATTACH DATABASE ? AS stage", (str(stage_path(cli.db)),))
         conn.execute("INSERT INTO snapshots (id, started_at, status, tool_version) "
                      "VALUES (2, '2026-01-01T00:00:00Z', 'running', 'dead')")  # fmt: skip
         conn.execute("INSERT INTO stage_grants SELECT 2, scope_id, subject_type, subject_uuid, "

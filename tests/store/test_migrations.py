@@ -239,3 +239,20 @@ async def test_revision_0008_gives_each_grant_its_workspace_uuid_and_goes_back(
     with sqlite3.connect(db) as conn:
         columns = {row[1] for row in conn.execute("PRAGMA table_info(current_access)")}
     assert "scope_id" in columns and "workspace_uuid" not in columns
+
+
+async def test_revision_0009_moves_the_stage_out_of_the_database_and_back(tmp_path: Path) -> None:
+    db = tmp_path / "a.db"
+    writer = NightWriter(db)
+    try:
+        await writer.night(generate_org("small", 7))
+    finally:
+        await writer.close()
+    stage = {"stage_gone", "stage_grants", "stage_objects", "stage_observations", "stage_users"}
+    assert not stage & tables(db)
+    before = answers(db)
+    await to_revision(db, "0008")
+    assert stage <= tables(db)  # in the database again, empty, as 0008 had them
+    engine = await open_database(db)
+    await engine.dispose()
+    assert not stage & tables(db) and answers(db) == before

@@ -23,7 +23,7 @@ from exporter.crawl.records import (
 )
 from exporter.errors import DatabaseError
 from exporter.store import writer as writer_module
-from exporter.store.database import open_database
+from exporter.store.database import open_database, stage_path
 from exporter.store.queries import diff
 from exporter.store.writer import (
     MERGE_STATEMENTS,
@@ -138,8 +138,11 @@ async def snapshot(engine: AsyncEngine, reads: list[Read], *, skipped: int = 0) 
 
 
 def query(path: Path, sql: str, *params: object) -> list[tuple[Any, ...]]:
-    """Rows of the real database file, read as any SQLite client would."""
+    """Rows of the real database file, read as any SQLite client would; the ``stage_*`` tables
+    from the stage file beside it."""
     with closing(sqlite3.connect(path)) as conn:
+        if stage_path(path).exists():
+            conn.execute("ATTACH DATABASE ? AS stage", (str(stage_path(path)),))
         return list(conn.execute(sql, params))
 
 
@@ -737,3 +740,50 @@ async def test_a_page_given_up_while_its_listings_grants_load_leaves_the_other_p
     finally:
         await engine.dispose()
     assert query(path, "SELECT subject_uuid FROM grants WHERE valid_to IS NULL") == [("{u2}",)]
+
+
+async def test_the_stage_is_a_file_of_its_own_that_a_run_leaves_empty_and_small(
+    tmp_path: Path,
+) -> None:
+    """What a run stages goes to ``PATH-stage``, not to the database: the merge leaves no free
+    pages in the database where the stage was, and the stage file shrinks back once emptied."""
+    path = tmp_path / "a.db"
+    engine = await open_database(path)
+    try:
+        writer = SnapshotWriter(engine, tool_version="test")
+        await writer.begin()
+        (roles,) = await writer.scope_ids([ROLES])
+        await writer.stage(roles, [
+            GrantRecord("user", f"{{u{n}}}", "workspace", "{w}", "member")
+            for n in range(3 * STAGE_BATCH_ROWS)
+        ])  # fmt: skip
+        await writer.finish_scope(roles, Outcome.OK)
+        await writer._flush()
+        assert query(path, "SELECT count(*) FROM stage.stage_grants") == [(3 * STAGE_BATCH_ROWS,)]
+        staged_bytes = stage_path(path).stat().st_size
+        await writer.complete(RunCounters())
+    finally:
+        await engine.dispose()
+    assert query(path, "SELECT count(*) FROM grants") == [(3 * STAGE_BATCH_ROWS,)]
+    assert not query(path, "SELECT name FROM main.sqlite_master WHERE name LIKE 'stage%'")
+    assert query(path, "PRAGMA main.freelist_count") == [(0,)]
+    assert query(path, "SELECT count(*) FROM stage.stage_grants") == [(0,)]
+    assert stage_path(path).stat().st_size < staged_bytes / 10
+
+
+async def test_a_stage_file_that_is_no_database_is_made_anew(tmp_path: Path) -> None:
+    """The stage has no journal: a machine that stops mid-write may leave it torn. It holds
+    nothing a run needs, so the next run makes it anew instead of failing."""
+    path = tmp_path / "a.db"
+    stage_path(path).write_bytes(b"not a database, " * 1000)
+    engine = await open_database(path)
+    try:
+        writer = SnapshotWriter(engine, tool_version="test")
+        await writer.begin()
+        (roles,) = await writer.scope_ids([ROLES])
+        await writer.stage(roles, [GrantRecord("user", "{u1}", "workspace", "{w}", "member")])
+        await writer.finish_scope(roles, Outcome.OK)
+        await writer.complete(RunCounters())
+    finally:
+        await engine.dispose()
+    assert query(path, "SELECT subject_uuid FROM grants") == [("{u1}",)]
