@@ -43,4 +43,4 @@ lint: $(BIN)/bbaccess ## ruff and mypy only
 	$(BIN)/mypy exporter
 
 clean: ## remove the virtual environment and the demo database
-	rm -rf $(VENV) $(DB) .bbaccess-*.lock
+	rm -rf $(VENV) $(DB) $(DB)-wal $(DB)-shm $(DB)-stage .bbaccess-*.lock
