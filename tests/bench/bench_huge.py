@@ -6,7 +6,7 @@ simulator (in a thread of this process; latency 0, no rate limit, so that the fi
 exporter's and the store's own), taken by a child process whose peak memory and bytes written
 are its own. Between the nights a day of churn at 0.5 %. Then the queries, each in a fresh
 process or the plain ``sqlite3`` shell (default settings: what users run). Prints the table of
-figures against the budgets. About 20 minutes on two cores; needs about 10 GB of free disk.
+figures against the budgets. About 15 minutes on two cores; needs about 10 GB of free disk.
 """
 
 from __future__ import annotations
