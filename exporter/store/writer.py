@@ -1,10 +1,11 @@
 """The snapshot lifecycle: begin, register scopes, stage records, finish scopes, merge.
 
-While a run goes on, what it fetches is staged (``stage_*`` tables), never held whole in memory and
-never visible to readers. ``complete`` merges the staged rows of every ok observation into the
-versioned fact tables in one transaction: readers see the whole snapshot or nothing of it. A run
-that dies leaves its ``running`` row and staged rows behind; the next ``begin`` marks the row
-``aborted`` and drops what it staged.
+While a run goes on, what it fetches is staged (``stage_*`` tables, in the stage file beside the
+database: ``database.STAGE_TABLES_DDL``), never held whole in memory and never visible to readers.
+``complete`` merges the staged rows of every ok observation into the versioned fact tables in one
+transaction: readers see the whole snapshot or nothing of it. A run that dies leaves its
+``running`` row and staged rows behind; the next ``begin`` marks the row ``aborted`` and drops
+what it staged.
 """
 
 from __future__ import annotations

@@ -219,15 +219,20 @@ async def test_a_database_of_revision_0003_is_upgraded_with_the_change_log_of_it
     assert [(b, a) for b, a, _ in baselined] == [(1, 0), (3, 1)]
 
 
-async def test_revision_0008_gives_each_grant_its_workspace_uuid_and_goes_back(
-    tmp_path: Path,
-) -> None:
-    db = tmp_path / "a.db"
+async def one_night(db: Path) -> None:
+    """One complete snapshot of the small org into ``db``, at this version's head."""
     writer = NightWriter(db)
     try:
         await writer.night(generate_org("small", 7))
     finally:
         await writer.close()
+
+
+async def test_revision_0008_gives_each_grant_its_workspace_uuid_and_goes_back(
+    tmp_path: Path,
+) -> None:
+    db = tmp_path / "a.db"
+    await one_night(db)
     named = ("SELECT DISTINCT a.workspace, a.workspace_uuid, n.name FROM {view} a "
              "LEFT JOIN names n ON n.uuid = a.workspace_uuid")  # fmt: skip
     with sqlite3.connect(db) as conn:
@@ -243,11 +248,7 @@ async def test_revision_0008_gives_each_grant_its_workspace_uuid_and_goes_back(
 
 async def test_revision_0009_moves_the_stage_out_of_the_database_and_back(tmp_path: Path) -> None:
     db = tmp_path / "a.db"
-    writer = NightWriter(db)
-    try:
-        await writer.night(generate_org("small", 7))
-    finally:
-        await writer.close()
+    await one_night(db)
     stage = {"stage_gone", "stage_grants", "stage_objects", "stage_observations", "stage_users"}
     assert not stage & tables(db)
     before = answers(db)
