@@ -506,7 +506,7 @@ def command_prune(args: argparse.Namespace) -> int:
 
     async def run() -> PruneReport:
         # A real prune writes: one at a time with snapshots (the run lock), on a writable engine.
-        engine = await open_database(args.db, create=args.dry_run is False)
+        engine = await open_database(args.db, create=args.dry_run is False, stage=False)
         try:
             async with engine.connect() as conn:
                 keep = choose_kept(await complete_snapshot_times(conn), daily=daily,

@@ -41,7 +41,7 @@ async def recorded_days(db_path: Path) -> int:
     """How many simulated days the database already holds (-1: none)."""
     if not db_path.exists():
         return -1
-    engine = await open_database(db_path)
+    engine = await open_database(db_path, stage=False)
     try:
         async with engine.connect() as conn:
             return len(await complete_snapshot_ids(conn)) - 1
@@ -91,7 +91,7 @@ async def run_demo(*, db_path: Path, seed: int, churn_rate: float) -> int:
 
 async def most_explained_repository(db_path: Path) -> str | None:
     """The repository whose access has the most kinds of source: the richest example."""
-    engine = await open_database(db_path)
+    engine = await open_database(db_path, stage=False)
     try:
         async with engine.connect() as conn:
             row = (

@@ -67,6 +67,7 @@ from exporter.store.database import (
     check_database_path,
     describe_database_error,
     open_database,
+    remove_stage,
 )
 from exporter.store.queries import (
     KnownObject,
@@ -627,6 +628,7 @@ async def run_snapshot(
     lock.acquire()
     started = time.monotonic()
     try:
+        remove_stage(settings.db_path)  # whatever a dead run left there is never read
         engine = await open_database(settings.db_path)
         try:
             result = await _observe_and_merge(engine, settings, sleep, clock)
@@ -637,6 +639,7 @@ async def run_snapshot(
             raise RunFailedError(reason) from None
         finally:
             await engine.dispose()
+            remove_stage(settings.db_path)
     finally:
         lock.release()
     result.seconds = time.monotonic() - started

@@ -159,10 +159,13 @@ def _set_pragmas(dbapi_connection: Any, _record: Any) -> None:
 STAGE_CACHE_KIB = 1024
 
 #: The stage: what a running snapshot has fetched, in a file of its own beside the database
-#: (``PATH-stage``), attached to every connection of a writing engine as ``stage``. The run
-#: needs none of it after the run, so it is written once, with no journal and no sync: kept in
-#: the database it was written twice (the write-ahead log, then the file), and at ``huge`` a
-#: first night left a gigabyte of free pages in the database when the merge emptied it.
+#: (``PATH-stage``), attached to every connection of a writing engine as ``stage``. Nothing of it
+#: is needed once the run ends, so it is written once: its journal is in memory (a transaction
+#: that fails, a merge say, is rolled back in the file as in the database) and it is never
+#: synced. A run starts from a new stage file and removes it at its end (``remove_stage``), so
+#: that what a process killed mid-write left is never read. Kept in the database, the stage was
+#: written twice (the write-ahead log, then the file), and at ``huge`` a first night left a
+#: gigabyte of free pages in the database when the merge emptied it.
 STAGE_TABLES_DDL = (
     "CREATE TABLE IF NOT EXISTS stage.stage_observations (snapshot_id INTEGER NOT NULL, "
     "scope_id INTEGER NOT NULL, outcome TEXT NOT NULL, detail TEXT, "
@@ -183,8 +186,16 @@ STAGE_TABLES_DDL = (
 
 
 def stage_path(path: Path) -> Path:
-    """The stage file of the database at ``path``."""
-    return path.with_name(path.name + "-stage")
+    """The stage file of the database at ``path``: beside the real file, whatever link reaches
+    it (as SQLite puts its -wal and -shm files)."""
+    real = path.resolve()
+    return real.with_name(real.name + "-stage")
+
+
+def remove_stage(path: Path) -> None:
+    """Remove the stage file of the database at ``path``. Only while holding its ``RunLock``,
+    with no engine open on it."""
+    stage_path(path).unlink(missing_ok=True)
 
 
 def _attach_stage(path: Path) -> Callable[[Any, Any], None]:
@@ -192,7 +203,7 @@ def _attach_stage(path: Path) -> Callable[[Any, Any], None]:
 
     def attach_to(cursor: Any) -> None:
         cursor.execute("ATTACH DATABASE ? AS stage", (str(stage),))
-        cursor.execute("PRAGMA stage.journal_mode=OFF")
+        cursor.execute("PRAGMA stage.journal_mode=MEMORY")
         cursor.execute("PRAGMA stage.synchronous=OFF")
         cursor.execute(f"PRAGMA stage.cache_size=-{STAGE_CACHE_KIB}")
         for statement in STAGE_TABLES_DDL:
@@ -216,10 +227,12 @@ def _attach_stage(path: Path) -> Callable[[Any, Any], None]:
     return attach
 
 
-def create_engine_for(path: Path) -> AsyncEngine:
+def create_engine_for(path: Path, *, stage: bool = True) -> AsyncEngine:
+    """A writing engine on ``path``; with ``stage``, the stage file attached to each connection."""
     engine = create_async_engine(f"sqlite+aiosqlite:///{path}")
     event.listen(engine.sync_engine, "connect", _set_pragmas)
-    event.listen(engine.sync_engine, "connect", _attach_stage(path))
+    if stage:
+        event.listen(engine.sync_engine, "connect", _attach_stage(path))
     return engine
 
 
@@ -365,11 +378,12 @@ def check_database_path(path: Path, *, create: bool = True) -> None:
         )
 
 
-async def open_database(path: Path, *, create: bool = True) -> AsyncEngine:
+async def open_database(path: Path, *, create: bool = True, stage: bool = True) -> AsyncEngine:
     """An engine on ``path`` whose schema is at this version's head.
 
     With ``create=False`` (the reading commands) a missing file is an error, and a database
-    already at the head is opened read-only: no write lock, and a read-only copy works.
+    already at the head is opened read-only: no write lock, and a read-only copy works. With
+    ``stage=False`` (a writer that stages nothing) no stage file is attached or made.
     """
     check_database_path(path, create=create)
     found = _inspect(path)
@@ -385,7 +399,7 @@ async def open_database(path: Path, *, create: bool = True) -> AsyncEngine:
                 f"({head}); open it once with write access to upgrade it, or use the bbaccess "
                 "version that wrote it"
             )
-    engine = create_engine_for(path)
+    engine = create_engine_for(path, stage=stage and create)
     try:
         async with engine.connect() as connection:
             # One real transaction for the whole upgrade. The sqlite3 driver would otherwise

@@ -4,7 +4,8 @@ Fact tables (``objects``, ``grants``) hold versions: ``valid_from`` is the snaps
 observation first showed the row, ``valid_to`` the first snapshot whose ok observation of the same
 scope no longer showed it (NULL while current). ``stage_*`` tables hold what a running snapshot has
 fetched; they are merged into the fact tables when the snapshot completes, then emptied. They live
-in the stage file beside the database (``database.STAGE_TABLES_DDL`` creates them there). Staged
+in the stage file beside the database (``database.STAGE_TABLES_DDL`` creates them there), which a
+snapshot run removes at its start and its end. Staged
 objects, grants and names are plain heaps, appended as pages arrive; the merge keys them.
 """
 

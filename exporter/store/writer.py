@@ -18,7 +18,6 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from sqlalchemy import bindparam, insert, select, text, update
-from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from exporter.crawl.records import (
@@ -602,7 +601,6 @@ class SnapshotWriter:
                 )
             )
             await self._drop_staged(conn, s)
-        await self._shrink_stage()
         log.info("merged snapshot %d in %.1f s", s, time.monotonic() - started)
         return SnapshotSummary(s, "complete", outcomes, closed)
 
@@ -627,16 +625,6 @@ class SnapshotWriter:
                 )
             )
             await self._drop_staged(conn, self.snapshot_id)
-        await self._shrink_stage()
-
-    async def _shrink_stage(self) -> None:
-        """Give the emptied stage's pages back to the disk: its file (``PATH-stage``) holds
-        nothing between runs, and a first night at ``huge`` staged a gigabyte."""
-        try:
-            async with self._engine.connect() as conn:
-                await conn.exec_driver_sql("VACUUM stage")
-        except DBAPIError as error:  # a full disk, say: the pages stay free for the next run
-            log.warning("the emptied stage could not be shrunk: %s", error.orig)
 
     async def _claim(self, conn: AsyncConnection) -> None:
         """Make sure this snapshot is still ``running``: another run may have marked it aborted

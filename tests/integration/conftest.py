@@ -54,6 +54,13 @@ class Cli:
         document: dict[str, Any] = json.loads(self.stdout)
         return document
 
+    def staged(self, table: str) -> int:
+        """Rows in a table of the stage: 0 with no stage file (a run removes it at its end)."""
+        try:
+            return int(self.sql(f"SELECT count(*) FROM stage.{table}")[0][0])
+        except sqlite3.OperationalError:  # no stage file, or not made yet
+            return 0
+
     def sql(self, query: str, *params: object) -> list[tuple[Any, ...]]:
         """Rows of the database; the ``stage_*`` tables from the stage file beside it."""
         with contextlib.closing(sqlite3.connect(self.db)) as conn:

@@ -742,11 +742,9 @@ async def test_a_page_given_up_while_its_listings_grants_load_leaves_the_other_p
     assert query(path, "SELECT subject_uuid FROM grants WHERE valid_to IS NULL") == [("{u2}",)]
 
 
-async def test_the_stage_is_a_file_of_its_own_that_a_run_leaves_empty_and_small(
-    tmp_path: Path,
-) -> None:
+async def test_the_stage_is_a_file_of_its_own_that_a_run_leaves_empty(tmp_path: Path) -> None:
     """What a run stages goes to ``PATH-stage``, not to the database: the merge leaves no free
-    pages in the database where the stage was, and the stage file shrinks back once emptied."""
+    pages in the database where the stage was, and empties the stage."""
     path = tmp_path / "a.db"
     engine = await open_database(path)
     try:
@@ -760,7 +758,6 @@ async def test_the_stage_is_a_file_of_its_own_that_a_run_leaves_empty_and_small(
         await writer.finish_scope(roles, Outcome.OK)
         await writer._flush()
         assert query(path, "SELECT count(*) FROM stage.stage_grants") == [(3 * STAGE_BATCH_ROWS,)]
-        staged_bytes = stage_path(path).stat().st_size
         await writer.complete(RunCounters())
     finally:
         await engine.dispose()
@@ -768,7 +765,47 @@ async def test_the_stage_is_a_file_of_its_own_that_a_run_leaves_empty_and_small(
     assert not query(path, "SELECT name FROM main.sqlite_master WHERE name LIKE 'stage%'")
     assert query(path, "PRAGMA main.freelist_count") == [(0,)]
     assert query(path, "SELECT count(*) FROM stage.stage_grants") == [(0,)]
-    assert stage_path(path).stat().st_size < staged_bytes / 10
+
+
+async def test_a_merge_that_fails_after_it_changed_the_stage_leaves_it_whole(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The merge keys and de-duplicates the stage before it fails (here in the change log). The
+    stage, larger than its cache, is rolled back with the database: the run is recorded failed,
+    not as a damaged database, and the next night merges."""
+    path = tmp_path / "a.db"
+    rows = [GrantRecord("user", f"{{u{n}}}", "workspace", f"{{w{n % 7}}}", "member")
+            for n in range(8 * STAGE_BATCH_ROWS)]  # fmt: skip
+
+    async def night(*, failing: bool) -> None:
+        engine = await open_database(path)
+        try:
+            writer = SnapshotWriter(engine, tool_version="test")
+            await writer.begin()
+            (roles,) = await writer.scope_ids([ROLES])
+            await writer.stage(roles, rows)
+            await writer.stage(roles, rows[: len(rows) // 2])  # repeated rows, de-duplicated
+            await writer.finish_scope(roles, Outcome.OK)
+            if not failing:
+                await writer.complete(RunCounters())
+                return
+            with monkeypatch.context() as patched:
+                async def broken(conn: Any, snapshot_id: int) -> None:
+                    raise sqlite3.OperationalError("a failure late in the merge")
+
+                patched.setattr(writer_module, "log_changes", broken)
+                with pytest.raises(sqlite3.OperationalError):
+                    await writer.complete(RunCounters())
+            await writer.fail("the merge failed", RunCounters())
+        finally:
+            await engine.dispose()
+
+    await night(failing=True)
+    assert query(path, "SELECT id, status FROM snapshots") == [(1, "failed")]
+    assert query(path, "PRAGMA stage.integrity_check") == [("ok",)]
+    await night(failing=False)
+    assert query(path, "SELECT id, status FROM snapshots") == [(1, "failed"), (2, "complete")]
+    assert query(path, "SELECT count(*) FROM grants WHERE valid_to IS NULL") == [(len(rows),)]
 
 
 async def test_a_stage_file_that_is_no_database_is_made_anew(tmp_path: Path) -> None:
