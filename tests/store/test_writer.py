@@ -96,7 +96,7 @@ async def test_staged_rows_are_written_in_batches_not_held_whole(tmp_path: Path)
         await writer.complete(RunCounters())
         async with engine.connect() as conn:
             grants = (await conn.execute(text("SELECT count(*) FROM grants"))).scalar()
-        assert grants == STAGE_BATCH_ROWS + page and await staged() == 0
+        assert grants == STAGE_BATCH_ROWS + page
     finally:
         await engine.dispose()
 
@@ -352,7 +352,6 @@ async def test_a_row_staged_twice_counts_once_with_its_last_value(tmp_path: Path
     assert query(path, "SELECT slug FROM objects WHERE valid_to IS NULL ORDER BY slug") == [
         ("r1-new",), ("r2",)
     ]
-    assert query(path, "SELECT count(*) FROM stage_grants") == [(0,)]
 
 
 async def test_the_merge_finds_a_deleted_repository_by_its_uuid(tmp_path: Path) -> None:
@@ -742,9 +741,10 @@ async def test_a_page_given_up_while_its_listings_grants_load_leaves_the_other_p
     assert query(path, "SELECT subject_uuid FROM grants WHERE valid_to IS NULL") == [("{u2}",)]
 
 
-async def test_the_stage_is_a_file_of_its_own_that_a_run_leaves_empty(tmp_path: Path) -> None:
+async def test_the_stage_is_a_file_of_its_own(tmp_path: Path) -> None:
     """What a run stages goes to ``PATH-stage``, not to the database: the merge leaves no free
-    pages in the database where the stage was, and empties the stage."""
+    pages in the database where the stage was (a snapshot run removes the stage file at its
+    end); the next run starts from an empty stage."""
     path = tmp_path / "a.db"
     engine = await open_database(path)
     try:
@@ -764,6 +764,11 @@ async def test_the_stage_is_a_file_of_its_own_that_a_run_leaves_empty(tmp_path: 
     assert query(path, "SELECT count(*) FROM grants") == [(3 * STAGE_BATCH_ROWS,)]
     assert not query(path, "SELECT name FROM main.sqlite_master WHERE name LIKE 'stage%'")
     assert query(path, "PRAGMA main.freelist_count") == [(0,)]
+    engine = await open_database(path)
+    try:
+        await SnapshotWriter(engine, tool_version="test").begin()
+    finally:
+        await engine.dispose()
     assert query(path, "SELECT count(*) FROM stage.stage_grants") == [(0,)]
 
 
