@@ -154,7 +154,7 @@ def _set_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.close()
 
 
-#: Pages of the stage's own cache (it is another file, with a cache of its own): the stage is
+#: KiB of the stage's own page cache (it is another file, with a cache of its own): the stage is
 #: written in order and read in order by the merge.
 STAGE_CACHE_KIB = 1024
 
@@ -214,8 +214,8 @@ def _attach_stage(path: Path) -> Callable[[Any, Any], None]:
         try:
             attach_to(cursor)
         except sqlite3.DatabaseError:
-            # Not an SQLite file (torn by a crash of the machine: it has no journal). It holds
-            # nothing a run needs: made anew.
+            # Not an SQLite file (torn when the machine stopped: its journal is in memory). It
+            # holds nothing a run needs: made anew.
             log.warning("the stage file %s could not be read; making it anew", stage)
             cursor.execute("PRAGMA database_list")
             if any(row[1] == "stage" for row in cursor.fetchall()):

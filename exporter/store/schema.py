@@ -3,9 +3,9 @@
 Fact tables (``objects``, ``grants``) hold versions: ``valid_from`` is the snapshot whose ok
 observation first showed the row, ``valid_to`` the first snapshot whose ok observation of the same
 scope no longer showed it (NULL while current). ``stage_*`` tables hold what a running snapshot has
-fetched; they are merged into the fact tables when the snapshot completes, then emptied. They live
-in the stage file beside the database (``database.STAGE_TABLES_DDL`` creates them there), which a
-snapshot run removes at its start and its end. Staged
+fetched; they are merged into the fact tables when the snapshot completes. They live in the
+stage file beside the database (``database.STAGE_TABLES_DDL`` creates them there), which a
+snapshot run removes at its start and its end; ``begin`` empties what another writer left. Staged
 objects, grants and names are plain heaps, appended as pages arrive; the merge keys them.
 """
 

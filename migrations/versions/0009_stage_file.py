@@ -5,8 +5,9 @@ write-ahead log, then to the file), and emptied by the merge, which left its pag
 file. At ``huge`` a first night left 1.07 GB of the 2.82 GB file free, and wrote the stage's
 gigabyte twice. The stage now lives in ``PATH-stage``, attached to every connection of a
 writing engine as ``stage`` (``database.STAGE_TABLES_DDL`` creates its tables), written once,
-without journal: nothing of it is needed after the run, and a run that dies is marked aborted
-by the next, which empties it. The stage is empty between runs: dropped here, not moved.
+with its journal in memory and never synced: nothing of it is needed after the run, which
+removes the file at its start and its end. The stage is empty between runs: dropped here, not
+moved.
 
 Revision ID: 0009
 Revises: 0008
