@@ -35,8 +35,8 @@ from exporter.store.database import CACHE_KIB, MERGE_CACHE_KIB
 from exporter.store.known_grants import KnownGrants
 from exporter.store.sql import (
     ANALYZE_SMALL,
+    BASELINE_SCOPES,
     EVERY_GRANT_NAMES,
-    FIRST_BASELINE_SCOPES,
     LOG_CHANGES,
     NEW_VERSION_NAMES,
     PREVIOUS_COMPLETE,
@@ -125,8 +125,10 @@ STAGE_KEYS = (
     "DELETE FROM stage_grants WHERE snapshot_id <> :s",
     "DELETE FROM stage_objects WHERE snapshot_id <> :s",
     "DELETE FROM stage_users WHERE snapshot_id <> :s",
-    "CREATE INDEX IF NOT EXISTS stage.stage_grants_key "
-    "ON stage_grants (scope_id, subject_uuid, object_uuid)",
+    # Covering: a scope read for the first time is inserted in this order straight from the key
+    # (``INSERT_FRESH_GRANTS``), without reading the stage's rows one by one.
+    "CREATE INDEX IF NOT EXISTS stage.stage_grants_key ON stage_grants (scope_id, subject_uuid, "
+    "object_uuid, subject_type, object_type, permission, snapshot_id)",
     "CREATE INDEX IF NOT EXISTS stage.stage_objects_key ON stage_objects (scope_id, uuid)",
     """DELETE FROM stage_grants WHERE rowid IN (
          SELECT st.rowid FROM stage_grants st JOIN (
@@ -144,6 +146,29 @@ DROP_STAGE_KEYS = (
     "DROP INDEX IF EXISTS stage.stage_grants_key",
     "DROP INDEX IF EXISTS stage.stage_objects_key",
 )
+
+#: The scopes read ok tonight with no open grant (read for the first time, or their grants all
+#: closed): their staged rows are new versions one and all, found without asking ``grants``.
+FRESH_SCOPES = (
+    "DROP TABLE IF EXISTS temp.merge_fresh_scopes",
+    """CREATE TEMP TABLE merge_fresh_scopes AS
+       SELECT so.scope_id FROM stage_observations so
+        WHERE so.snapshot_id = :s AND so.outcome = 'ok'
+          AND NOT EXISTS (SELECT 1 FROM grants g WHERE g.scope_id = so.scope_id
+                             AND g.valid_to IS NULL)""",
+)
+#: Their grants, inserted in the order of ``ix_grants_open`` (read from the stage's covering key),
+#: so each row lands at the end of that index. An INSERT whose SELECT reads ``grants`` first
+#: copies every row it inserts to a temporary table (SQLite guards against reading what it
+#: writes): at ``huge``'s first night, 4.9 million rows, 14.5 s; this way 5.8 s.
+INSERT_FRESH_GRANTS = """INSERT INTO grants (scope_id, subject_type, subject_uuid, object_type,
+                           object_uuid, permission, valid_from, valid_to)
+       SELECT st.scope_id, st.subject_type, st.subject_uuid, st.object_type, st.object_uuid,
+              st.permission, :s, NULL
+         FROM stage_grants st
+        WHERE st.snapshot_id = :s
+          AND st.scope_id IN (SELECT scope_id FROM temp.merge_fresh_scopes)
+        ORDER BY st.scope_id, st.subject_uuid, st.object_uuid"""
 
 # Versions of ``objects`` and ``grants`` are closed when an ok observation of their scope no longer
 # shows them with the same values, and opened for staged rows that have no open version.
@@ -234,17 +259,20 @@ MERGE_STATEMENTS = (
                                     AND g.subject_uuid = st.subject_uuid
                                     AND g.object_uuid = st.object_uuid AND g.valid_to IS NULL
                       WHERE st.snapshot_id = :s AND g.permission <> st.permission)""",
+    *FRESH_SCOPES,
+    INSERT_FRESH_GRANTS,
     """INSERT INTO grants (scope_id, subject_type, subject_uuid, object_type, object_uuid,
                            permission, valid_from, valid_to)
        SELECT st.scope_id, st.subject_type, st.subject_uuid, st.object_type, st.object_uuid,
               st.permission, :s, NULL
-         FROM stage_grants st
-         JOIN stage_observations so ON so.snapshot_id = st.snapshot_id
-                                   AND so.scope_id = st.scope_id AND so.outcome = 'ok'
-        WHERE st.snapshot_id = :s
+         FROM stage_observations so
+        CROSS JOIN stage_grants st ON st.snapshot_id = so.snapshot_id AND st.scope_id = so.scope_id
+        WHERE so.snapshot_id = :s AND so.outcome = 'ok'
+          AND so.scope_id NOT IN (SELECT scope_id FROM temp.merge_fresh_scopes)
           AND NOT EXISTS (SELECT 1 FROM grants g WHERE g.valid_to IS NULL
                              AND g.scope_id = st.scope_id AND g.subject_uuid = st.subject_uuid
                              AND g.object_uuid = st.object_uuid)""",
+    "DROP TABLE temp.merge_fresh_scopes",
     # Names only from scopes read whole: a failed scope's pages may be of another moment.
     """INSERT INTO users (uuid, display_name, nickname, account_id, last_seen)
        SELECT st.uuid, st.display_name, st.nickname, st.account_id, :s FROM stage_users st
@@ -337,8 +365,9 @@ async def log_changes(conn: AsyncConnection, snapshot_id: int) -> None:
     since the complete snapshot before it, and the scopes it read for the first time."""
     pair = {"b": snapshot_id}
     pair["a"] = int((await conn.execute(text(PREVIOUS_COMPLETE), pair)).scalar_one())
-    for statement in LOG_CHANGES if pair["a"] else (FIRST_BASELINE_SCOPES,):
-        await conn.execute(text(statement), pair)
+    if pair["a"]:  # before the first, every row is a baseline
+        await conn.execute(text(LOG_CHANGES), pair)
+    await conn.execute(text(BASELINE_SCOPES), pair)
 
 
 class SnapshotWriter:

@@ -432,6 +432,13 @@ A_CLOSURE_NIGHT_WITH_SKIPPED_SCOPES = [
                      "ws/groups": "forbidden"}),
 ]
 
+# A repository that appears in a listing read before, its grants read the same night: they are
+# granted (the repository is new), not a baseline (the scope is read for the first time).
+A_NEW_REPOSITORY_READ_AT_ONCE = [
+    _night({"{r1}": API}, {}, "absent"),
+    _night({"{r1}": API, "{r3}": API}, {("{u1}", "{r3}"): "read"}, "ok"),
+]
+
 
 async def test_a_crashed_attempt_changes_no_diff(tmp_path: Path) -> None:
     plain = await run_nights(tmp_path / "a.db", UNOBSERVED_CHILD_OF_A_DELETED_REPOSITORY)
@@ -457,6 +464,7 @@ async def test_a_crashed_attempt_changes_no_diff(tmp_path: Path) -> None:
 @example(nights=CHILD_READ_OK_AS_ITS_REPOSITORY_GOES)
 @example(nights=A_FAILED_SCOPE_CARRYING_A_NEWER_NAME)
 @example(nights=A_CLOSURE_NIGHT_WITH_SKIPPED_SCOPES)
+@example(nights=A_NEW_REPOSITORY_READ_AT_ONCE)
 def test_store_agrees_with_naive_model(template_db: Path, nights: list[Night]) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "t.db"
