@@ -12,7 +12,8 @@ code  meaning
 4     complete with gaps: some scopes were forbidden, failed or skipped
 5     the run failed before it could complete (nothing was merged)
 6     diff --exit-code: changes were found
-130   interrupted (Ctrl-C); nothing of the run was merged
+130   interrupted (Ctrl-C); nothing of the run was merged, unless it says the snapshot was
+      merged (it was complete when the interruption came)
 ====  ==========================================================================
 """
 
@@ -45,6 +46,7 @@ from exporter.errors import (
     ConfigError,
     DatabaseError,
     ExporterError,
+    InterruptedAfterMergeError,
 )
 
 log = logging.getLogger("bbaccess")
@@ -363,6 +365,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         again = "; run again later" if then and passing else ""
         print(f"bbaccess: the run failed: {error}{then}{again}", file=sys.stderr)
         return EXIT_FAILED
+    except InterruptedAfterMergeError as error:
+        print(f"bbaccess: {error}", file=sys.stderr)
+        return EXIT_INTERRUPTED
     except ExporterError as error:
         print(f"bbaccess: {error}", file=sys.stderr)
         return EXIT_FAILED
@@ -396,12 +401,15 @@ def command_snapshot(args: argparse.Namespace) -> int:
 
     settings, _ = load_settings(flags=run_flags(args), config_path=args.config)
     result = asyncio.run(run_snapshot(settings))
-    code = report_run(result)
-    if result.later:
-        # No gap: the night could not hold every workspace; these wait for their turn.
-        shown = ", ".join(result.later[:10])
-        more = f" and {len(result.later) - 10} more" if len(result.later) > 10 else ""
-        print(f"  left for a later night: {len(result.later)} workspace(s), {shown}{more}")
+    try:
+        code = report_run(result)
+        if result.later:
+            # No gap: the night could not hold every workspace; these wait for their turn.
+            shown = ", ".join(result.later[:10])
+            more = f" and {len(result.later) - 10} more" if len(result.later) > 10 else ""
+            print(f"  left for a later night: {len(result.later)} workspace(s), {shown}{more}")
+    except KeyboardInterrupt:
+        raise InterruptedAfterMergeError(result.summary.snapshot_id) from None
     return code
 
 

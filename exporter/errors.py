@@ -36,6 +36,18 @@ class ExporterError(Exception):
     """Base of every error bbaccess raises on purpose."""
 
 
+class InterruptedAfterMergeError(ExporterError):
+    """Ctrl-C (or a signal) arrived once the snapshot had been merged: it is complete, and only
+    the run's own tidying up and its summary were cut short."""
+
+    def __init__(self, snapshot_id: int) -> None:
+        super().__init__(
+            f"interrupted after snapshot {snapshot_id} was merged: the snapshot is complete "
+            "(bbaccess snapshots lists it); only the run's summary was not printed"
+        )
+        self.snapshot_id = snapshot_id
+
+
 class ConfigError(ExporterError):
     """The configuration (flags, environment) is invalid; the message says what to do."""
 

@@ -55,7 +55,7 @@ from exporter.crawl.records import (
 )
 from exporter.crawl.scopes import WORKSPACE_WIDE, per_object_kinds
 from exporter.discovery import discover, observe_vanished
-from exporter.errors import ExporterError
+from exporter.errors import ExporterError, InterruptedAfterMergeError
 from exporter.observe import Pages, ScopeReport, observe_scope
 from exporter.progress import Counts, Plan, show_progress
 from exporter.ration import Rationer, WorkspaceRationer, WorkspaceTally
@@ -608,6 +608,8 @@ async def _observe_and_merge(
     try:
         summary = await writer.complete(counters, skipped=run.skipped)
     except BaseException as error:
+        if writer.merged and isinstance(error, asyncio.CancelledError | KeyboardInterrupt):
+            raise InterruptedAfterMergeError(snapshot_id) from None
         # The merge is one transaction: whatever stopped it, nothing of it was kept.
         raised = await end_failed(writer, error, counters, settings.db_path)
         if raised is error:
@@ -630,6 +632,7 @@ async def run_snapshot(
     try:
         remove_stage(settings.db_path)  # whatever a dead run left there is never read
         engine = await open_database(settings.db_path)
+        result: RunResult | None = None
         try:
             result = await _observe_and_merge(engine, settings, sleep, clock)
         except Exception as error:  # the database failed before the run began
@@ -638,8 +641,14 @@ async def run_snapshot(
                 raise
             raise RunFailedError(reason) from None
         finally:
-            await engine.dispose()
-            remove_stage(settings.db_path)
+            try:
+                await engine.dispose()
+                remove_stage(settings.db_path)
+            except (asyncio.CancelledError, KeyboardInterrupt):
+                if result is None:
+                    raise
+                # The stage left behind is removed unread by the next run.
+                raise InterruptedAfterMergeError(result.summary.snapshot_id) from None
     finally:
         lock.release()
     result.seconds = time.monotonic() - started

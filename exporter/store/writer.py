@@ -401,6 +401,7 @@ class SnapshotWriter:
         self._pending: dict[str, list[tuple[object, ...]]] = {}
         self._take_pending()
         self.snapshot_id = 0
+        self.merged = False
 
     async def begin(self) -> int:
         """Mark dead runs aborted, empty the stage, and open a ``running`` snapshot."""
@@ -629,6 +630,7 @@ class SnapshotWriter:
                     **{f"scopes_{o.value}": outcomes.get(o, 0) for o in Outcome},
                 )
             )
+        self.merged = True  # committed: whatever stops the run now, the snapshot is complete
         log.info("merged snapshot %d in %.1f s", s, time.monotonic() - started)
         return SnapshotSummary(s, "complete", outcomes, closed)
 

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import itertools
 import json
 import os
 import signal
@@ -11,14 +13,17 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from exporter import cli_output, export
 from exporter.cli import build_parser
 from exporter.cli_output import EXIT_CHANGED, EXIT_GAPS, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE
 from exporter.simulator import ADMIN_EMAIL, ADMIN_TOKEN, Org, apply_churn
 from exporter.store import database
 from exporter.store.database import RunLock, stage_path
+from exporter.store.writer import SnapshotSummary, SnapshotWriter
 from tests.integration.conftest import Cli, ThreadedSimulator, churn_rng
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -180,6 +185,54 @@ def test_an_interrupted_run_says_so_and_merges_nothing(
         "aborted", "interrupted (Ctrl-C or a signal) before it completed; nothing of it was merged"
     )
     assert cli.sql("SELECT * FROM access_at ORDER BY 1, 2, 3, 4, 5, 6, 7") == before
+
+
+def _interrupted_after_the_merge(monkeypatch: pytest.MonkeyPatch, where: str) -> None:
+    """Make the next run stop as Ctrl-C stops it (the task cancelled, or KeyboardInterrupt), at
+    ``where``: just after the merge committed, while the run tidies up, or while it prints."""
+    if where == "merged":
+        merge = SnapshotWriter.complete
+
+        async def complete(self: SnapshotWriter, *args: Any, **kwargs: Any) -> SnapshotSummary:
+            await merge(self, *args, **kwargs)
+            raise asyncio.CancelledError
+
+        monkeypatch.setattr(SnapshotWriter, "complete", complete)
+    elif where == "tidying up":
+        calls = itertools.count()
+
+        def remove_stage(path: Path) -> None:
+            if next(calls):  # the run's start removes a dead run's stage; its end, its own
+                raise KeyboardInterrupt
+            database.remove_stage(path)
+
+        monkeypatch.setattr(export, "remove_stage", remove_stage)
+    else:
+
+        def report_run(_result: object) -> int:
+            raise KeyboardInterrupt
+
+        monkeypatch.setattr(cli_output, "report_run", report_run)
+
+
+@pytest.mark.parametrize("where", ["merged", "tidying up", "printing"])
+def test_an_interruption_after_the_merge_says_the_snapshot_is_complete(
+    cli: Cli, monkeypatch: pytest.MonkeyPatch, where: str
+) -> None:
+    assert cli("snapshot") == EXIT_OK
+    with monkeypatch.context() as patched:
+        _interrupted_after_the_merge(patched, where)
+        assert cli("snapshot") == EXIT_INTERRUPTED
+    assert cli.stderr.strip().splitlines()[-1] == (
+        "bbaccess: interrupted after snapshot 2 was merged: the snapshot is complete "
+        "(bbaccess snapshots lists it); only the run's summary was not printed"
+    )
+    assert "nothing of this run was merged" not in cli.stderr
+    assert cli.sql("SELECT id, status FROM snapshots ORDER BY id") == [
+        (1, "complete"), (2, "complete")
+    ]
+    assert cli("snapshot") == EXIT_OK  # and the next night goes on as usual
+    assert not stage_path(cli.db).exists()
 
 
 def test_a_killed_run_leaves_the_database_as_it_was(
