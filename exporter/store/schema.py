@@ -140,8 +140,8 @@ labels = Table(
 )
 
 #: The name each uuid a view shows goes by: a user's display name, an object's label, else the
-#: uuid itself. Brought up to date with ``labels`` (``sql.REFRESH_NAMES``, then
-#: ``sql.NEW_VERSION_NAMES`` or ``sql.EVERY_GRANT_NAMES``); indexed by name
+#: uuid itself. Brought up to date with ``labels`` (``sql.REFRESH_LABELS``, ``sql.REFRESH_NAMES``,
+#: then ``sql.NEW_VERSION_NAMES`` or ``sql.EVERY_GRANT_NAMES``); indexed by name
 #: (``ix_names_name``) so that a view filtered by a name starts from it.
 names = Table(
     "names",

@@ -25,6 +25,7 @@ from exporter.errors import DatabaseError
 from exporter.store import writer as writer_module
 from exporter.store.database import open_database, stage_path
 from exporter.store.queries import diff
+from exporter.store.sql import LABELS_SQL
 from exporter.store.writer import (
     MERGE_STATEMENTS,
     STAGE_BATCH_ROWS,
@@ -553,6 +554,49 @@ async def test_a_uuid_first_seen_in_a_later_snapshot_gets_a_name_and_a_rename_re
         ("Ada Lovelace",), ("{g2}",)
     ]
     assert query(path, "SELECT name FROM names WHERE name = 'Ada'") == []
+
+
+async def test_a_merge_relabels_what_was_renamed_and_keeps_every_other_label(
+    tmp_path: Path,
+) -> None:
+    """Labels are brought up to date for the objects with a new version and for every object of
+    a renamed workspace (its slug is in their labels): the same labels as computed whole."""
+    path = tmp_path / "a.db"
+    workspace = ScopeRef(ScopeKind.WORKSPACE, WS, "workspace", WS, "w")
+
+    def named(slug: str) -> ObjectRecord:
+        return ObjectRecord("workspace", WS, slug, slug.title(), True)
+
+    engine = await open_database(path)
+    try:
+        repos = [repository(R1), repository(R2), repository("{r3}")]
+        await snapshot(engine, [(workspace, Outcome.OK, [named("acme")]),
+                                (REPOS, Outcome.OK, repos)])  # fmt: skip
+        labels = "SELECT uuid, label FROM labels ORDER BY uuid"
+        assert query(path, labels) == [
+            (R1, "acme/r1"), (R2, "acme/r2"), ("{r3}", "acme/r3"), (WS, "acme")
+        ]
+        # r1 renamed, r3 deleted; the workspace as it was.
+        renamed = ObjectRecord("repository", R1, "payments", "Payments", True)
+        await snapshot(engine, [(workspace, Outcome.OK, [named("acme")]),
+                                (REPOS, Outcome.OK, [renamed, repository(R2)])])  # fmt: skip
+        assert query(path, labels) == [
+            (R1, "acme/payments"), (R2, "acme/r2"), ("{r3}", "acme/r3"), (WS, "acme")
+        ]
+        # The workspace renamed: every label in it follows, the deleted repository's too.
+        await snapshot(engine, [(workspace, Outcome.OK, [named("globex")]),
+                                (REPOS, Outcome.OK, [renamed, repository(R2)])])  # fmt: skip
+        assert query(path, labels) == [
+            (R1, "globex/payments"), (R2, "globex/r2"), ("{r3}", "globex/r3"), (WS, "globex")
+        ]
+        whole = query(path, f"SELECT uuid, object_type, label, name, workspace_uuid FROM "
+                            f"({LABELS_SQL}) ORDER BY uuid")  # fmt: skip
+        assert query(path, "SELECT * FROM labels ORDER BY uuid") == whole
+        assert query(path, "SELECT name FROM names WHERE uuid IN (?, ?) ORDER BY name", R1, WS) == [
+            ("globex",), ("globex/payments",)
+        ]
+    finally:
+        await engine.dispose()
 
 
 EFFECTIVE = ScopeRef(
