@@ -43,6 +43,9 @@ class CrawlResult:
     scopes_total: int
     peak_rss_mb: float = 0.0
     written_bytes: int | None = None  # to disk, by the child (Linux only)
+    # Of those, what never reached the disk: pages of files removed (the stage, sort files)
+    # before the kernel wrote them out (Linux only).
+    cancelled_bytes: int | None = None
 
 
 class _TimedWriter(SnapshotWriter):
@@ -122,12 +125,13 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def written_bytes() -> int | None:
-    """Bytes this process caused to be written to disk (Linux ``/proc/self/io``), else None."""
+def written_bytes(field: str = "write_bytes") -> int | None:
+    """Bytes this process caused to be written to disk (Linux ``/proc/self/io``), else None; with
+    ``cancelled_write_bytes``, those of them that never reached it."""
     try:
         with open("/proc/self/io", encoding="ascii") as io:
             fields = dict(line.split(":", 1) for line in io)
-        return int(fields["write_bytes"])
+        return int(fields[field])
     except (OSError, KeyError, ValueError):
         return None
 
@@ -136,7 +140,8 @@ def main(argv: list[str]) -> int:
     base_url, db = argv[0], Path(argv[1])
     result = asyncio.run(crawl(base_url, db))
     print(json.dumps({**asdict(result), "peak_rss_mb": peak_rss_mb(),
-                      "written_bytes": written_bytes()}))  # fmt: skip
+                      "written_bytes": written_bytes(),
+                      "cancelled_bytes": written_bytes("cancelled_write_bytes")}))  # fmt: skip
     return 0
 
 
