@@ -319,6 +319,31 @@ async def test_a_closure_is_counted_apart_from_the_scopes_read_ok(tmp_path: Path
     ]
 
 
+async def test_a_scope_read_for_the_first_time_keeps_the_last_value_of_a_repeated_row(
+    tmp_path: Path,
+) -> None:
+    """A scope with no open grant is inserted straight from the stage's key: a row repeated
+    pages apart with another value is still one version, the last one staged."""
+    path = tmp_path / "a.db"
+    engine = await open_database(path)
+    try:
+        writer = SnapshotWriter(engine, tool_version="test")
+        await writer.begin()
+        repos, grants = await writer.scope_ids([REPOS, direct(R1)])
+        await writer.stage(repos, [repository(R1)])
+        await writer.stage(grants, [grant(U1, R1, "admin"), grant(U2, R1, "write")])
+        await writer.stage(grants, [grant(f"{{x{n}}}", R1) for n in range(STAGE_BATCH_ROWS)])
+        await writer.stage(grants, [grant(U1, R1, "read"), grant(U2, R1, "write")])
+        await writer.finish_scope(repos, Outcome.OK)
+        await writer.finish_scope(grants, Outcome.OK)
+        await writer.complete(RunCounters())
+    finally:
+        await engine.dispose()
+    current = "SELECT subject_uuid, permission FROM grants WHERE subject_uuid IN (?, ?) ORDER BY 1"
+    assert query(path, current, U1, U2) == [(U1, "read"), (U2, "write")]
+    assert query(path, "SELECT count(*) FROM grants") == [(STAGE_BATCH_ROWS + 2,)]
+
+
 async def test_a_row_staged_twice_counts_once_with_its_last_value(tmp_path: Path) -> None:
     """Paging drift can repeat a row pages apart, even with another value (read in between):
     the stage keeps every row as it comes, and the merge keeps the last one of each key."""
