@@ -397,10 +397,22 @@ def main(argv: Sequence[str] | None = None) -> int:
 def command_snapshot(args: argparse.Namespace) -> int:
     from exporter.cli_output import report_run
     from exporter.config import load_settings
-    from exporter.export import run_snapshot
+    from exporter.export import RunResult, run_snapshot
 
     settings, _ = load_settings(flags=run_flags(args), config_path=args.config)
-    result = asyncio.run(run_snapshot(settings))
+    finished: list[RunResult] = []
+
+    async def run() -> RunResult:
+        finished.append(await run_snapshot(settings))
+        return finished[0]
+
+    try:
+        result = asyncio.run(run())
+    except KeyboardInterrupt:
+        if not finished:
+            raise
+        # The snapshot was merged; asyncio was closing its loop when Ctrl-C came.
+        raise InterruptedAfterMergeError(finished[0].summary.snapshot_id) from None
     try:
         code = report_run(result)
         if result.later:

@@ -608,7 +608,9 @@ async def _observe_and_merge(
     try:
         summary = await writer.complete(counters, skipped=run.skipped)
     except BaseException as error:
-        if writer.merged and isinstance(error, asyncio.CancelledError | KeyboardInterrupt):
+        if isinstance(error, asyncio.CancelledError | KeyboardInterrupt) and await asyncio.shield(
+            writer.merged_after_all()
+        ):
             raise InterruptedAfterMergeError(snapshot_id) from None
         # The merge is one transaction: whatever stopped it, nothing of it was kept.
         raised = await end_failed(writer, error, counters, settings.db_path)
@@ -633,8 +635,13 @@ async def run_snapshot(
         remove_stage(settings.db_path)  # whatever a dead run left there is never read
         engine = await open_database(settings.db_path)
         result: RunResult | None = None
+        merged: int | None = None  # the snapshot this run merged, once it has
         try:
             result = await _observe_and_merge(engine, settings, sleep, clock)
+            merged = result.summary.snapshot_id
+        except InterruptedAfterMergeError as interrupted:
+            merged = interrupted.snapshot_id
+            raise
         except Exception as error:  # the database failed before the run began
             reason = describe_database_error(error, settings.db_path, consequence=NOT_MERGED)
             if reason is None:
@@ -645,10 +652,10 @@ async def run_snapshot(
                 await engine.dispose()
                 remove_stage(settings.db_path)
             except (asyncio.CancelledError, KeyboardInterrupt):
-                if result is None:
+                if merged is None:
                     raise
                 # The stage left behind is removed unread by the next run.
-                raise InterruptedAfterMergeError(result.summary.snapshot_id) from None
+                raise InterruptedAfterMergeError(merged) from None
     finally:
         lock.release()
     result.seconds = time.monotonic() - started

@@ -655,6 +655,29 @@ class SnapshotWriter:
                 )
             )
 
+    async def merged_after_all(self) -> bool:
+        """Whether this snapshot is complete in the database, for a run whose merge was
+        interrupted: an interruption during the commit stops the wait for it, not the commit.
+        Read under the write lock (BEGIN IMMEDIATE), which the merge holds until its commit or
+        rollback has ended. False if the database cannot say."""
+        if not self.merged:
+            try:
+                async with self._engine.connect() as conn:
+                    await conn.exec_driver_sql("BEGIN IMMEDIATE")
+                    status = (
+                        await conn.execute(
+                            select(schema.snapshots.c.status).where(
+                                schema.snapshots.c.id == self.snapshot_id
+                            )
+                        )
+                    ).scalar_one_or_none()
+                    await conn.rollback()
+            except Exception as error:  # locked for good, or gone: as if not merged
+                log.debug("could not read the status of snapshot %d: %s", self.snapshot_id, error)
+                return False
+            self.merged = status == "complete"
+        return self.merged
+
     async def _claim(self, conn: AsyncConnection) -> None:
         """Make sure this snapshot is still ``running``: another run may have marked it aborted
         (and dropped what it staged), and then nothing of it may be merged."""

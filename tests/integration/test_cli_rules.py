@@ -12,9 +12,11 @@ import sqlite3
 import subprocess
 import sys
 import time
+from asyncio import base_events
 from pathlib import Path
 from typing import Any
 
+import aiosqlite
 import pytest
 
 from exporter import cli_output, export
@@ -22,6 +24,7 @@ from exporter.cli import build_parser
 from exporter.cli_output import EXIT_CHANGED, EXIT_GAPS, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE
 from exporter.simulator import ADMIN_EMAIL, ADMIN_TOKEN, Org, apply_churn
 from exporter.store import database
+from exporter.store import writer as writer_module
 from exporter.store.database import RunLock, stage_path
 from exporter.store.writer import SnapshotSummary, SnapshotWriter
 from tests.integration.conftest import Cli, ThreadedSimulator, churn_rng
@@ -189,8 +192,36 @@ def test_an_interrupted_run_says_so_and_merges_nothing(
 
 def _interrupted_after_the_merge(monkeypatch: pytest.MonkeyPatch, where: str) -> None:
     """Make the next run stop as Ctrl-C stops it (the task cancelled, or KeyboardInterrupt), at
-    ``where``: just after the merge committed, while the run tidies up, or while it prints."""
-    if where == "merged":
+    ``where``: while the merge commits (SIGINT itself: the task stops waiting, the commit goes
+    on in its thread), just after, while the run tidies up, while asyncio closes its loop, or
+    while the summary is printed."""
+    if where == "committing":
+        merge, commit = writer_module.merge_staged, aiosqlite.Connection.commit
+        merged: list[bool] = []
+
+        async def merge_staged(conn: Any, snapshot_id: int) -> None:
+            await merge(conn, snapshot_id)
+            merged.append(True)
+
+        async def interrupted_commit(self: aiosqlite.Connection) -> None:
+            if merged and len(merged) == 1:
+                merged.append(True)
+                signal.raise_signal(signal.SIGINT)
+            await commit(self)
+
+        monkeypatch.setattr(writer_module, "merge_staged", merge_staged)
+        monkeypatch.setattr(aiosqlite.Connection, "commit", interrupted_commit)
+    elif where == "closing the loop":
+        shutdown = base_events.BaseEventLoop.shutdown_default_executor
+
+        async def interrupted_shutdown(self: Any, *args: Any, **kwargs: Any) -> None:
+            signal.raise_signal(signal.SIGINT)
+            await shutdown(self, *args, **kwargs)
+
+        monkeypatch.setattr(
+            base_events.BaseEventLoop, "shutdown_default_executor", interrupted_shutdown
+        )
+    elif where == "merged":
         merge = SnapshotWriter.complete
 
         async def complete(self: SnapshotWriter, *args: Any, **kwargs: Any) -> SnapshotSummary:
@@ -215,7 +246,9 @@ def _interrupted_after_the_merge(monkeypatch: pytest.MonkeyPatch, where: str) ->
         monkeypatch.setattr(cli_output, "report_run", report_run)
 
 
-@pytest.mark.parametrize("where", ["merged", "tidying up", "printing"])
+@pytest.mark.parametrize(
+    "where", ["committing", "merged", "tidying up", "closing the loop", "printing"]
+)
 def test_an_interruption_after_the_merge_says_the_snapshot_is_complete(
     cli: Cli, monkeypatch: pytest.MonkeyPatch, where: str
 ) -> None:
@@ -233,6 +266,29 @@ def test_an_interruption_after_the_merge_says_the_snapshot_is_complete(
     ]
     assert cli("snapshot") == EXIT_OK  # and the next night goes on as usual
     assert not stage_path(cli.db).exists()
+
+
+def test_an_interruption_during_the_merge_merges_nothing_and_says_so(
+    cli: Cli, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    assert cli("snapshot") == EXIT_OK
+    before = cli.sql("SELECT * FROM access_at ORDER BY 1, 2, 3, 4, 5, 6, 7")
+    merge = writer_module.merge_staged
+
+    async def interrupted_merge(conn: Any, snapshot_id: int) -> None:
+        signal.raise_signal(signal.SIGINT)
+        await merge(conn, snapshot_id)
+
+    with monkeypatch.context() as patched:
+        patched.setattr(writer_module, "merge_staged", interrupted_merge)
+        assert cli("snapshot") == EXIT_INTERRUPTED
+    assert cli.stderr.strip().splitlines()[-1] == (
+        "bbaccess: interrupted; nothing of this run was merged"
+    )
+    assert cli.sql("SELECT id, status FROM snapshots ORDER BY id") == [
+        (1, "complete"), (2, "aborted")
+    ]
+    assert cli.sql("SELECT * FROM access_at ORDER BY 1, 2, 3, 4, 5, 6, 7") == before
 
 
 def test_a_killed_run_leaves_the_database_as_it_was(
