@@ -13,6 +13,7 @@ import subprocess
 import sys
 import time
 from asyncio import base_events
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -190,6 +191,17 @@ def test_an_interrupted_run_says_so_and_merges_nothing(
     assert cli.sql("SELECT * FROM access_at ORDER BY 1, 2, 3, 4, 5, 6, 7") == before
 
 
+@pytest.fixture
+def ctrl_c() -> Iterator[None]:
+    """SIGINT raises KeyboardInterrupt (and asyncio.run turns it into a cancellation), as in a
+    terminal, even where the suite runs with SIGINT ignored (a background job)."""
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
 def _interrupted_after_the_merge(monkeypatch: pytest.MonkeyPatch, where: str) -> None:
     """Make the next run stop as Ctrl-C stops it (the task cancelled, or KeyboardInterrupt), at
     ``where``: while the merge commits (SIGINT itself: the task stops waiting, the commit goes
@@ -249,6 +261,7 @@ def _interrupted_after_the_merge(monkeypatch: pytest.MonkeyPatch, where: str) ->
 @pytest.mark.parametrize(
     "where", ["committing", "merged", "tidying up", "closing the loop", "printing"]
 )
+@pytest.mark.usefixtures("ctrl_c")
 def test_an_interruption_after_the_merge_says_the_snapshot_is_complete(
     cli: Cli, monkeypatch: pytest.MonkeyPatch, where: str
 ) -> None:
@@ -268,6 +281,7 @@ def test_an_interruption_after_the_merge_says_the_snapshot_is_complete(
     assert not stage_path(cli.db).exists()
 
 
+@pytest.mark.usefixtures("ctrl_c")
 def test_an_interruption_during_the_merge_merges_nothing_and_says_so(
     cli: Cli, monkeypatch: pytest.MonkeyPatch
 ) -> None:
