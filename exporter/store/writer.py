@@ -664,13 +664,7 @@ class SnapshotWriter:
             try:
                 async with self._engine.connect() as conn:
                     await conn.exec_driver_sql("BEGIN IMMEDIATE")
-                    status = (
-                        await conn.execute(
-                            select(schema.snapshots.c.status).where(
-                                schema.snapshots.c.id == self.snapshot_id
-                            )
-                        )
-                    ).scalar_one_or_none()
+                    status = await self._status(conn)
                     await conn.rollback()
             except Exception as error:  # locked for good, or gone: as if not merged
                 log.debug("could not read the status of snapshot %d: %s", self.snapshot_id, error)
@@ -678,14 +672,18 @@ class SnapshotWriter:
             self.merged = status == "complete"
         return self.merged
 
+    async def _status(self, conn: AsyncConnection) -> str | None:
+        """This snapshot's status as ``conn`` sees it; None if its row is gone."""
+        found = await conn.execute(
+            select(schema.snapshots.c.status).where(schema.snapshots.c.id == self.snapshot_id)
+        )
+        status = found.scalar_one_or_none()
+        return None if status is None else str(status)
+
     async def _claim(self, conn: AsyncConnection) -> None:
         """Make sure this snapshot is still ``running``: another run may have marked it aborted
         (and dropped what it staged), and then nothing of it may be merged."""
-        status = (
-            await conn.execute(
-                select(schema.snapshots.c.status).where(schema.snapshots.c.id == self.snapshot_id)
-            )
-        ).scalar_one_or_none()
+        status = await self._status(conn)
         if status != "running":
             raise DatabaseError(
                 f"snapshot {self.snapshot_id} is {status or 'gone'}, not running: another run "
