@@ -238,12 +238,16 @@ def create_engine_for(path: Path, *, stage: bool = True) -> AsyncEngine:
 
 def _read_only_uri(path: Path) -> str:
     """A read-only SQLite URI for ``path``. Where bbaccess may not write beside the file (a
-    read-only file or folder: an auditor's copy) and no write-ahead log holds pages, the file is
-    opened as immutable: SQLite then needs no -wal or -shm file, and takes no lock. (SQLite
-    ignores the log of an immutable file, and would answer as of the last checkpoint.)"""
+    read-only file or folder: an auditor's copy) and no write-ahead log or rollback journal
+    holds pages, the file is opened as immutable: SQLite then needs no -wal or -shm file, and
+    takes no lock. (SQLite ignores the log of an immutable file, and would answer as of the last
+    checkpoint; and the journal of a merge cut off, and would read its half-written pages.)"""
     uri = f"file:{quote(str(path.resolve()))}?mode=ro"
-    wal = path.resolve().with_name(path.resolve().name + "-wal")
-    logged = wal.exists() and wal.stat().st_size > 0
+    real = path.resolve()
+    logged = any(
+        beside.exists() and beside.stat().st_size > 0
+        for beside in (real.with_name(real.name + "-wal"), real.with_name(real.name + "-journal"))
+    )
     if not logged and not _writable(path):
         uri += "&immutable=1"
     return uri
@@ -282,10 +286,13 @@ def _inspect(path: Path) -> _Found:
     if not path.exists() or path.stat().st_size == 0:
         return _Found(None, False)
     try:
-        with contextlib.closing(sqlite3.connect(_read_only_uri(path), uri=True)) as conn:
-            names = {r[0] for r in conn.execute("SELECT name FROM sqlite_master")}
-            row = (conn.execute("SELECT version_num FROM alembic_version").fetchone()
-                   if "alembic_version" in names else None)  # fmt: skip
+        try:
+            names, row = _read_revision(path)
+        except sqlite3.OperationalError as error:
+            if getattr(error, "sqlite_errorcode", None) != sqlite3.SQLITE_READONLY_ROLLBACK:
+                raise
+            _roll_back_cut_off_merge(path)
+            names, row = _read_revision(path)
     except sqlite3.DatabaseError as error:
         if getattr(error, "sqlite_errorcode", None) == sqlite3.SQLITE_NOTADB:
             # Not SQLite at all (a text file, or its header is gone): say so, whatever it holds.
@@ -295,6 +302,33 @@ def _inspect(path: Path) -> _Found:
             or f"{path} cannot be used as a bbaccess database: {error}"
         ) from None
     return _Found(None if not row else str(row[0]), bool(names) and row is None)
+
+
+def _read_revision(path: Path) -> tuple[set[str], tuple[Any, ...] | None]:
+    """The names in ``path``'s schema, and its ``alembic_version`` row if it has one."""
+    with contextlib.closing(sqlite3.connect(_read_only_uri(path), uri=True)) as conn:
+        names = {r[0] for r in conn.execute("SELECT name FROM sqlite_master")}
+        row = (conn.execute("SELECT version_num FROM alembic_version").fetchone()
+               if "alembic_version" in names else None)  # fmt: skip
+    return names, row
+
+
+def _roll_back_cut_off_merge(path: Path) -> None:
+    """Roll back the journal that a first merge cut off left beside the file (``PATH-journal``:
+    ``writer._leave_write_ahead_log``), as SQLite does when it opens the file for writing. A
+    read-only connection may not, so every reader would be refused until then. Nothing of that
+    merge was committed, so nothing is lost: the file is as it was before it."""
+    if not _writable(path):
+        raise DatabaseError(
+            f"{path} holds a merge that was cut off (its process was killed): nothing of it was "
+            f"kept, but SQLite must roll it back from {path}-journal before the file can be "
+            "read; open it once with write access to the file and its folder (bbaccess "
+            "snapshot does)"
+        )
+    log.warning("rolling back the merge that was cut off in %s (nothing of it was kept)", path)
+    with contextlib.closing(sqlite3.connect(path)) as conn:
+        conn.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
+        conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
 
 
 def check_integrity(path: Path) -> None:

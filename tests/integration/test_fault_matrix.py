@@ -19,6 +19,7 @@ import asyncio
 import contextlib
 import functools
 import http.server
+import json
 import os
 import re
 import signal
@@ -237,6 +238,69 @@ def test_kill_9_during_the_merge_leaves_the_database_as_it_was(
     the_line(cli.stderr, "merging snapshot 3 (", "staged rows)")
     the_line(cli.stderr, "merged snapshot 3 in")
     assert reported(cli, 1, 3) == truth(org, churn)
+
+
+#: A page cache of four pages: the merge writes its pages to the file before its commit, as a
+#: merge larger than its cache does (at ``huge``, every first night).
+SPILLED = """
+from exporter.store import database, writer
+database.CACHE_KIB = writer.CACHE_KIB = writer.MERGE_CACHE_KIB = 16
+"""
+
+
+def test_kill_9_during_the_first_merge_leaves_nothing_and_every_command_reads_on(
+    cli: Cli, simulator: ThreadedSimulator, org: Org, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The first merge goes through a rollback journal (nothing complete is there to read):
+    killed before its commit, it leaves ``PATH-journal``, which a read-only connection may not
+    roll back. A reading command without write access says what to do; with it, it rolls the
+    journal back and answers; the next run marks the dead one aborted and tells the truth."""
+    env = {**os.environ, "BITBUCKET_API_URL": simulator.base_url,
+           "BITBUCKET_EMAIL": ADMIN_EMAIL, "BITBUCKET_API_TOKEN": ADMIN_TOKEN}  # fmt: skip
+    done = subprocess.run(
+        [sys.executable, "-c", SPILLED + KILLED_IN_MERGE, "end", "snapshot", "--db", str(cli.db)],
+        env=env, cwd=ROOT, capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    assert done.returncode == -signal.SIGKILL, done.stderr
+    journal = cli.db.with_name(cli.db.name + "-journal")
+    assert journal.stat().st_size > 0
+
+    folder = cli.db.parent
+    with monkeypatch.context() as patched:
+        if not _immutable([folder], True):
+            real_access = os.access
+
+            def no_writing(path: object, mode: int, **kwargs: object) -> bool:
+                if mode & os.W_OK and Path(str(path)).resolve() == folder.resolve():
+                    return False  # as for a user without write permission
+                return real_access(path, mode)  # type: ignore[arg-type]
+
+            patched.setattr(os, "access", no_writing)
+        try:
+            assert cli("snapshots") == EXIT_USAGE
+        finally:
+            _immutable([folder], False)
+    assert the_line(cli.stderr, "bbaccess:") == (
+        f"bbaccess: {cli.db} holds a merge that was cut off (its process was killed): nothing "
+        f"of it was kept, but SQLite must roll it back from {cli.db}-journal before the file "
+        "can be read; open it once with write access to the file and its folder (bbaccess "
+        "snapshot does)"
+    )
+    assert journal.stat().st_size > 0
+
+    assert cli("snapshots", "--format", "json") == EXIT_OK, cli.stderr
+    assert [(r["id"], r["status"]) for r in json.loads(cli.stdout)] == [(1, "running")]
+    the_line(cli.stderr, "rolling back the merge that was cut off")
+    assert not journal.exists()
+    assert cli.sql("SELECT count(*) FROM grants") == [(0,)]
+
+    assert cli("snapshot") == EXIT_OK, cli.stderr
+    the_line(cli.stderr, "snapshot 1 did not finish", "marking it aborted")
+    assert cli.sql("SELECT id, status FROM snapshots") == [(1, "aborted"), (2, "complete")]
+    assert cli.sql("PRAGMA journal_mode") == [("wal",)]
+    churn = apply_churn(org, rng=churn_rng(23), rate=0.05)
+    assert cli("snapshot", "-q") == EXIT_OK, cli.stderr
+    assert reported(cli, 2, 3) == truth(org, churn)
 
 
 def test_a_stale_running_row_is_aborted_and_its_stage_never_merged(cli: Cli, org: Org) -> None:

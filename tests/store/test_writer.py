@@ -898,3 +898,97 @@ async def test_a_stage_file_that_is_no_database_is_made_anew(tmp_path: Path) -> 
     finally:
         await engine.dispose()
     assert query(path, "SELECT subject_uuid FROM grants") == [("{u1}",)]
+
+
+async def night_of_members(path: Path, rows: int, *, watch: Any = None) -> SnapshotSummary:
+    """A snapshot of one workspace listing with ``rows`` members; ``watch`` is called at the end
+    of the merge's statements, before its commit."""
+    engine = await open_database(path)
+    try:
+        writer = SnapshotWriter(engine, tool_version="test")
+        await writer.begin()
+        (roles,) = await writer.scope_ids([ROLES])
+        await writer.stage(roles, [
+            GrantRecord("user", f"{{u{n}}}", "workspace", "{w}", "member") for n in range(rows)
+        ])  # fmt: skip
+        await writer.finish_scope(roles, Outcome.OK)
+        if watch is None:
+            return await writer.complete(RunCounters())
+        merge = writer_module.merge_staged
+
+        async def watched(conn: Any, snapshot_id: int) -> None:
+            await merge(conn, snapshot_id)
+            watch()
+
+        with pytest.MonkeyPatch.context() as patched:
+            patched.setattr(writer_module, "merge_staged", watched)
+            return await writer.complete(RunCounters())
+    finally:
+        await engine.dispose()
+
+
+def log_files(path: Path) -> dict[str, int]:
+    """The bytes of the database's write-ahead log and rollback journal, 0 where there is none."""
+    found = {}
+    for suffix in ("-wal", "-journal"):
+        beside = path.with_name(path.name + suffix)
+        found[suffix] = beside.stat().st_size if beside.exists() else 0
+    return found
+
+
+async def test_the_first_merge_writes_each_page_once_then_readers_get_the_log_back(
+    tmp_path: Path,
+) -> None:
+    """With nothing complete to read, the first merge goes through a rollback journal, which
+    holds only the few pages it changes, not through the write-ahead log, from which every page
+    would be copied again. The database is in write-ahead-log mode again after it, and later
+    merges go through the log, so that readers read while they run."""
+    path = tmp_path / "a.db"
+    rows = 4 * STAGE_BATCH_ROWS
+    during: list[dict[str, int]] = []
+    await night_of_members(path, rows, watch=lambda: during.append(log_files(path)))
+    size = path.stat().st_size
+    assert during[0]["-wal"] == 0 and 0 < during[0]["-journal"] < size // 10, (during, size)
+    assert query(path, "PRAGMA journal_mode") == [("wal",)]
+    assert query(path, "SELECT id, status FROM snapshots") == [(1, "complete")]
+    assert query(path, "SELECT count(*) FROM grants WHERE valid_to IS NULL") == [(rows,)]
+
+    during.clear()
+    await night_of_members(path, rows + 10, watch=lambda: during.append(log_files(path)))
+    assert during[0]["-wal"] > 0 and during[0]["-journal"] == 0, during
+    assert query(path, "SELECT count(*) FROM grants WHERE valid_to IS NULL") == [(rows + 10,)]
+
+
+async def test_a_reader_holding_the_database_at_the_first_merge_keeps_reading(
+    tmp_path: Path,
+) -> None:
+    """A reader that has the new database open (Datasette, say) keeps it in write-ahead-log
+    mode: the first merge goes through the log, completes, and the reader sees it."""
+    path = tmp_path / "a.db"
+    await (await open_database(path)).dispose()
+    with closing(sqlite3.connect(path)) as reader:
+        assert reader.execute("SELECT count(*) FROM snapshots").fetchone() == (0,)
+        during: list[dict[str, int]] = []
+        await night_of_members(path, 100, watch=lambda: during.append(log_files(path)))
+        assert during[0]["-wal"] > 0 and during[0]["-journal"] == 0, during
+        assert reader.execute("SELECT status FROM snapshots").fetchall() == [("complete",)]
+        assert reader.execute("PRAGMA journal_mode").fetchone() == ("wal",)
+
+
+async def test_a_first_merge_that_fails_leaves_nothing_and_the_log_on(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A first merge that fails after its statements ran is rolled back from its journal: no
+    grant is kept, the run is still ``running`` for the caller to record it failed, and the
+    database is back in write-ahead-log mode."""
+    path = tmp_path / "a.db"
+
+    def fail() -> None:
+        raise sqlite3.OperationalError("a failure at the end of the merge")
+
+    with pytest.raises(sqlite3.OperationalError, match="end of the merge"):
+        await night_of_members(path, 2 * STAGE_BATCH_ROWS, watch=fail)
+    assert not path.with_name(path.name + "-journal").exists()
+    assert query(path, "PRAGMA journal_mode") == [("wal",)]
+    assert query(path, "SELECT count(*) FROM grants") == [(0,)]
+    assert query(path, "SELECT status FROM snapshots") == [("running",)]
