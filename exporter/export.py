@@ -627,7 +627,9 @@ async def run_snapshot(
     clock: Callable[[], float] = time.monotonic,
 ) -> RunResult:
     """Take one snapshot into ``settings.db_path``; one run at a time per database file."""
-    check_database_path(settings.db_path)
+    # Not waited for if locked: another run's first merge may hold it, and then this run is
+    # told at once, by the run lock, that a snapshot is running.
+    check_database_path(settings.db_path, wait=False)
     lock = RunLock(settings.db_path)
     lock.acquire()
     started = time.monotonic()

@@ -282,14 +282,17 @@ class _Found:
     foreign: bool  # an SQLite database with tables but no bbaccess schema
 
 
-def _inspect(path: Path) -> _Found:
+def _inspect(path: Path, *, wait: bool = True) -> _Found:
     if not path.exists() or path.stat().st_size == 0:
         return _Found(None, False)
     try:
         try:
-            names, row = _read_revision(path)
+            names, row = _read_revision(path, wait=wait)
         except sqlite3.OperationalError as error:
-            if getattr(error, "sqlite_errorcode", None) != sqlite3.SQLITE_READONLY_ROLLBACK:
+            code = getattr(error, "sqlite_errorcode", None)
+            if not wait and code is not None and code & 0xFF == sqlite3.SQLITE_BUSY:
+                return _Found(None, False)  # a first merge holds it: judged when it ends
+            if code != sqlite3.SQLITE_READONLY_ROLLBACK:
                 raise
             _roll_back_cut_off_merge(path)
             names, row = _read_revision(path)
@@ -304,9 +307,13 @@ def _inspect(path: Path) -> _Found:
     return _Found(None if not row else str(row[0]), bool(names) and row is None)
 
 
-def _read_revision(path: Path) -> tuple[set[str], tuple[Any, ...] | None]:
-    """The names in ``path``'s schema, and its ``alembic_version`` row if it has one."""
-    with contextlib.closing(sqlite3.connect(_read_only_uri(path), uri=True)) as conn:
+def _read_revision(path: Path, *, wait: bool = True) -> tuple[set[str], tuple[Any, ...] | None]:
+    """The names in ``path``'s schema, and its ``alembic_version`` row if it has one. A first
+    snapshot's merge keeps readers out until it commits (``writer``): with ``wait``, waited for
+    as long as any lock."""
+    timeout = BUSY_TIMEOUT_MS / 1000 if wait else 0
+    with contextlib.closing(sqlite3.connect(_read_only_uri(path), uri=True,
+                                            timeout=timeout)) as conn:  # fmt: skip
         names = {r[0] for r in conn.execute("SELECT name FROM sqlite_master")}
         row = (conn.execute("SELECT version_num FROM alembic_version").fetchone()
                if "alembic_version" in names else None)  # fmt: skip
@@ -321,8 +328,8 @@ def _roll_back_cut_off_merge(path: Path) -> None:
     if not _writable(path):
         raise DatabaseError(
             f"{path} holds a merge that was cut off (its process was killed): nothing of it was "
-            f"kept, but SQLite must roll it back from {path}-journal before the file can be "
-            "read; open it once with write access to the file and its folder (bbaccess "
+            f"kept, but SQLite must roll it back from {path.resolve()}-journal before the file "
+            "can be read; open it once with write access to the file and its folder (bbaccess "
             "snapshot does)"
         )
     log.warning("rolling back the merge that was cut off in %s (nothing of it was kept)", path)
@@ -388,8 +395,10 @@ def _upgrade(connection: Connection, path: Path) -> None:
         command.upgrade(config, "head")
 
 
-def check_database_path(path: Path, *, create: bool = True) -> None:
-    """Refuse, with a message saying what to do, a path that cannot be a database."""
+def check_database_path(path: Path, *, create: bool = True, wait: bool = True) -> None:
+    """Refuse, with a message saying what to do, a path that cannot be a database. Without
+    ``wait``, a file that another connection holds locked is not waited for, and passes:
+    ``open_database`` judges it again."""
     if path.is_dir():
         raise DatabaseError(f"{path} is a folder; --db takes the path of a database file")
     if not create and not path.exists():
@@ -404,7 +413,7 @@ def check_database_path(path: Path, *, create: bool = True) -> None:
         )
     if create and not path.exists() and not os.access(path.resolve().parent, os.W_OK):
         raise DatabaseError(f"cannot create {path}: its folder is read-only; choose another --db")
-    if _inspect(path).foreign:
+    if _inspect(path, wait=wait).foreign:
         # Refused before anything is written: not even its journal mode is changed.
         raise DatabaseError(
             f"{path} is an SQLite database of another program (it has tables, but no bbaccess "

@@ -11,6 +11,7 @@ what it staged.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Callable, Iterable, Sequence
@@ -797,15 +798,31 @@ async def _leave_write_ahead_log(conn: AsyncConnection) -> bool:
 
 
 async def _return_to_write_ahead_log(conn: AsyncConnection) -> None:
-    """Put the database back in write-ahead-log mode after the first merge, committed or not.
-    If a reader holds it at that moment, the next connection of bbaccess does it (each sets
-    the mode as it connects)."""
-    try:
+    """Put the database back in write-ahead-log mode after the first merge, committed or not,
+    and not cut short by a Ctrl-C. A commit that failed (a full disk) leaves its transaction
+    open, and the mode cannot change inside one: it is rolled back first. If the switch fails
+    all the same (a reader holds the database at that moment), the connection is dropped from
+    the pool, and the next connection of bbaccess that writes sets the mode as it connects."""
+
+    async def switch() -> None:
+        driver = (await conn.get_raw_connection()).driver_connection
+        if driver is not None:
+            await driver.rollback()  # nothing, after a commit
         await conn.exec_driver_sql("PRAGMA main.journal_mode=WAL")
         await conn.exec_driver_sql("PRAGMA main.synchronous=NORMAL")
         await conn.commit()
+
+    switching = asyncio.ensure_future(switch())
+    try:
+        await asyncio.shield(switching)
     except OperationalError as error:
-        log.debug("the write-ahead log is restored by the next connection: %s", error.orig)
+        log.warning("the database stays without its write-ahead log until the next snapshot "
+                    "(%s)", error.orig)  # fmt: skip
+        await conn.invalidate()
+    except asyncio.CancelledError:
+        with contextlib.suppress(Exception):
+            await switching  # the mode is switched back before the interruption goes on
+        raise
 
 
 def _counter_values(counters: RunCounters) -> dict[str, object]:

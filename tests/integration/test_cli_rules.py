@@ -282,6 +282,31 @@ def test_an_interruption_after_the_merge_says_the_snapshot_is_complete(
 
 
 @pytest.mark.usefixtures("ctrl_c")
+def test_a_ctrl_c_as_the_first_merge_returns_to_the_write_ahead_log_still_returns(
+    cli: Cli, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The first merge is written without the write-ahead log; a Ctrl-C just after its commit,
+    as the log is put back, says the snapshot is complete and leaves the log on, so that readers
+    read while the next nights merge."""
+    switch_back = writer_module._return_to_write_ahead_log
+
+    async def interrupted(conn: Any) -> None:
+        signal.raise_signal(signal.SIGINT)
+        await switch_back(conn)
+
+    with monkeypatch.context() as patched:
+        patched.setattr(writer_module, "_return_to_write_ahead_log", interrupted)
+        assert cli("snapshot") == EXIT_INTERRUPTED
+    assert cli.stderr.strip().splitlines()[-1] == (
+        "bbaccess: interrupted after snapshot 1 was merged: the snapshot is complete "
+        "(bbaccess snapshots lists it); only the run's summary was not printed"
+    )
+    assert cli.sql("SELECT id, status FROM snapshots") == [(1, "complete")]
+    with contextlib.closing(sqlite3.connect(f"file:{cli.db}?mode=ro", uri=True)) as reader:
+        assert reader.execute("PRAGMA journal_mode").fetchall() == [("wal",)]
+
+
+@pytest.mark.usefixtures("ctrl_c")
 def test_an_interruption_during_the_merge_merges_nothing_and_says_so(
     cli: Cli, monkeypatch: pytest.MonkeyPatch
 ) -> None:

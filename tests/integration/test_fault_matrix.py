@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+import aiosqlite
 import pytest
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -301,6 +302,70 @@ def test_kill_9_during_the_first_merge_leaves_nothing_and_every_command_reads_on
     churn = apply_churn(org, rng=churn_rng(23), rate=0.05)
     assert cli("snapshot", "-q") == EXIT_OK, cli.stderr
     assert reported(cli, 2, 3) == truth(org, churn)
+
+
+#: A snapshot whose merge, its statements run, waits for the file ``argv[2]`` before it commits,
+#: having written ``argv[1]``.
+HELD_IN_MERGE = """
+import asyncio, pathlib, sys
+from exporter.store import writer
+merge = writer.merge_staged
+async def merge_then_wait(conn, snapshot_id):
+    await merge(conn, snapshot_id)
+    pathlib.Path(sys.argv[1]).write_text("merged")
+    while not pathlib.Path(sys.argv[2]).exists():
+        await asyncio.sleep(0.01)
+writer.merge_staged = merge_then_wait
+from exporter.cli import main
+sys.exit(main(sys.argv[3:]))
+"""
+
+
+def wait_for(path: Path, process: subprocess.Popen[str]) -> None:
+    """Until ``path`` exists (a minute at most), or the process has ended."""
+    for _ in range(6000):
+        if path.exists() or process.poll() is not None:
+            break
+        threading.Event().wait(0.01)
+    assert path.exists(), process.communicate()
+
+
+def test_commands_during_the_first_merge_wait_for_it_or_say_a_snapshot_runs(
+    cli: Cli, simulator: ThreadedSimulator, tmp_path: Path
+) -> None:
+    """The first merge keeps readers out until it commits (its rollback journal): a reading
+    command waits for it and answers; a second snapshot says at once that one is running, as at
+    any other moment, not that the database is locked."""
+    env = {**os.environ, "BITBUCKET_API_URL": simulator.base_url,
+           "BITBUCKET_EMAIL": ADMIN_EMAIL, "BITBUCKET_API_TOKEN": ADMIN_TOKEN}  # fmt: skip
+    merged, go = tmp_path / "merged", tmp_path / "go"
+    first = subprocess.Popen(
+        [sys.executable, "-c", SPILLED + HELD_IN_MERGE, str(merged), str(go), "snapshot",
+         "--db", str(cli.db)],
+        env=env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    reader = None
+    try:
+        wait_for(merged, first)
+        assert cli("snapshot") == EXIT_USAGE
+        assert the_line(cli.stderr, "bbaccess:") == (
+            f"bbaccess: another snapshot is running against {cli.db} (or the same file by "
+            "another name); wait for it to finish (one snapshot at a time per database)"
+        )
+        reader = subprocess.Popen(
+            [sys.executable, "-m", "exporter", "snapshots", "--db", str(cli.db), "--format",
+             "json"],
+            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        )  # fmt: skip
+    finally:
+        go.write_text("go")
+        _, err = first.communicate(timeout=120)
+        if reader is not None:
+            read, read_err = reader.communicate(timeout=120)
+    assert first.returncode == EXIT_OK, err
+    assert reader.returncode == 0, read_err
+    assert [(r["id"], r["status"]) for r in json.loads(read)] == [(1, "complete")]
+    assert cli.sql("PRAGMA journal_mode") == [("wal",)]
 
 
 def test_a_stale_running_row_is_aborted_and_its_stage_never_merged(cli: Cli, org: Org) -> None:
@@ -690,6 +755,43 @@ def test_the_disk_filling_up_during_the_merge_fails_the_run(
     assert the_line(cli.stderr, "bbaccess: the disk is full") == f"bbaccess: {expected}"
     assert assert_kept(cli, before, "failed")[-1] == expected
     next_good_night_tells_the_truth(cli, simulator, org, churn)
+
+
+def test_a_first_merge_whose_commit_fails_leaves_nothing_and_the_log_on(
+    cli: Cli, simulator: ThreadedSimulator, org: Org, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The first merge, written through a rollback journal, fails at its commit (the disk
+    full): the run fails as any merge that fails, and the database is back on its write-ahead
+    log; the next night is a first night again."""
+    merge, commit = writer.merge_staged, aiosqlite.Connection.commit
+    merged: list[bool] = []
+
+    async def merge_staged(conn: AsyncConnection, snapshot_id: int) -> None:
+        await merge(conn, snapshot_id)
+        merged.append(True)
+
+    full = sqlite3.OperationalError("database or disk is full")
+    full.sqlite_errorcode = sqlite3.SQLITE_FULL  # type: ignore[attr-defined]
+    fired: list[bool] = []
+
+    async def failing_commit(self: aiosqlite.Connection) -> None:
+        if merged and not fired:  # the merge's own commit
+            fired.append(True)
+            raise full
+        await commit(self)
+
+    with monkeypatch.context() as patched:
+        patched.setattr(writer, "merge_staged", merge_staged)
+        patched.setattr(aiosqlite.Connection, "commit", failing_commit)
+        assert cli("snapshot") == EXIT_FAILED
+    assert fired
+    the_line(cli.stderr, "bbaccess: the disk is full", "nothing of this run was merged")
+    assert cli.sql("SELECT id, status FROM snapshots") == [(1, "failed")]
+    assert cli.sql("SELECT count(*) FROM grants") == [(0,)]
+    with contextlib.closing(sqlite3.connect(f"file:{cli.db}?mode=ro", uri=True)) as reader:
+        assert reader.execute("PRAGMA journal_mode").fetchall() == [("wal",)]
+    assert cli("snapshot", "-q") == EXIT_OK, cli.stderr
+    assert cli.sql("SELECT id, status FROM snapshots") == [(1, "failed"), (2, "complete")]
 
 
 def test_a_damaged_database_is_refused_before_anything_is_fetched(
