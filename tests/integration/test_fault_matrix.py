@@ -266,21 +266,8 @@ def test_kill_9_during_the_first_merge_leaves_nothing_and_every_command_reads_on
     journal = cli.db.with_name(cli.db.name + "-journal")
     assert journal.stat().st_size > 0
 
-    folder = cli.db.parent
-    with monkeypatch.context() as patched:
-        if not _immutable([folder], True):
-            real_access = os.access
-
-            def no_writing(path: object, mode: int, **kwargs: object) -> bool:
-                if mode & os.W_OK and Path(str(path)).resolve() == folder.resolve():
-                    return False  # as for a user without write permission
-                return real_access(path, mode)  # type: ignore[arg-type]
-
-            patched.setattr(os, "access", no_writing)
-        try:
-            assert cli("snapshots") == EXIT_USAGE
-        finally:
-            _immutable([folder], False)
+    with without_write_access(cli.db.parent, monkeypatch):
+        assert cli("snapshots") == EXIT_USAGE
     assert the_line(cli.stderr, "bbaccess:") == (
         f"bbaccess: {cli.db} holds a merge that was cut off (its process was killed): nothing "
         f"of it was kept, but SQLite must roll it back from {cli.db}-journal before the file "
@@ -662,6 +649,26 @@ def _immutable(paths: list[Path], on: bool) -> bool:
     )
 
 
+@contextlib.contextmanager
+def without_write_access(target: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """``target`` (a file or a folder) as a user without write permission has it: immutable
+    where ``chattr`` works, else ``os.access`` says so."""
+    with monkeypatch.context() as patched:
+        if not _immutable([target], True):
+            real_access = os.access
+
+            def no_writing(path: object, mode: int, **kwargs: object) -> bool:
+                if mode & os.W_OK and Path(str(path)).resolve() == target.resolve():
+                    return False  # as for a user without write permission
+                return real_access(path, mode)  # type: ignore[arg-type]
+
+            patched.setattr(os, "access", no_writing)
+        try:
+            yield
+        finally:
+            _immutable([target], False)
+
+
 @pytest.mark.parametrize("read_only", ["file", "folder"])
 def test_a_snapshot_into_a_read_only_database_is_refused_before_it_starts(
     cli: Cli, simulator: ThreadedSimulator, monkeypatch: pytest.MonkeyPatch, read_only: str
@@ -670,19 +677,8 @@ def test_a_snapshot_into_a_read_only_database_is_refused_before_it_starts(
     before, content = answers(cli), cli.db.read_bytes()
     target = cli.db if read_only == "file" else cli.db.parent
     requests = simulator.request_count
-    if not _immutable([target], True):
-        real_access = os.access
-
-        def no_writing(path: object, mode: int, **kwargs: object) -> bool:
-            if mode & os.W_OK and Path(str(path)).resolve() == target.resolve():
-                return False  # as for a user without write permission
-            return real_access(path, mode)  # type: ignore[arg-type]
-
-        monkeypatch.setattr(os, "access", no_writing)
-    try:
+    with without_write_access(target, monkeypatch):
         assert cli("snapshot") == EXIT_USAGE
-    finally:
-        _immutable([target], False)
     line = the_line(cli.stderr, f"bbaccess: {cli.db} is read-only")
     assert line.endswith("give it write access to both, or choose another --db")
     assert simulator.request_count == requests  # refused before a single request
