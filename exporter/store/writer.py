@@ -782,8 +782,8 @@ async def _leave_write_ahead_log(conn: AsyncConnection) -> bool:
     1.9 GB of a first night's 5.2 GB, and 12 to 20 s of its merge. A reader opening the
     database meanwhile waits for the merge (with nothing complete there is nothing to read), and
     a reader that has it open already keeps the log: SQLite then refuses the switch, and the
-    merge goes through the log as any other. The switch is synced fully, as a rollback journal
-    needs to be safe from a power cut."""
+    merge goes through the log as any other. Such a merge is synced fully (``synchronous=FULL``):
+    a rollback journal needs it to be safe from a power cut."""
     try:
         mode = await conn.exec_driver_sql("PRAGMA main.journal_mode=DELETE")
         switched = str(mode.scalar_one()).lower() == "delete"
