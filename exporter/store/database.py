@@ -242,8 +242,8 @@ def _read_only_uri(path: Path) -> str:
     holds pages, the file is opened as immutable: SQLite then needs no -wal or -shm file, and
     takes no lock. (SQLite ignores the log of an immutable file, and would answer as of the last
     checkpoint; and the journal of a merge cut off, and would read its half-written pages.)"""
-    uri = f"file:{quote(str(path.resolve()))}?mode=ro"
     real = path.resolve()
+    uri = f"file:{quote(str(real))}?mode=ro"
     logged = any(
         beside.exists() and beside.stat().st_size > 0
         for beside in (real.with_name(real.name + "-wal"), real.with_name(real.name + "-journal"))
