@@ -185,6 +185,12 @@ def _budget_rows(
         f"{year.open_versions} = {year.versions_ratio:.2f}", "reported", verdict(None),
     ))
     rows.append(Row(
+        f"6c. what the churn changed in those nights (the simulator's truth; {year_preset})",
+        f"{year.changes} changes ÷ the last night's grants {year.open_versions} = "
+        f"{year.changes / max(year.open_versions, 1):.2f}: each opens or closes a version",
+        "reported", verdict(None),
+    ))
+    rows.append(Row(
         f"7a. diff of two snapshots ({biggest}): nightly / the first (all baseline)",
         f"{store.diff_seconds:.2f} s ({store.diff_rows} rows) / "
         f"{store.first_diff_seconds:.2f} s ({store.first_diff_rows} counted)", "≤ 2 s",

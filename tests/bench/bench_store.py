@@ -149,6 +149,9 @@ class Year:
     parts: dict[str, int] = field(default_factory=dict)
     versions: int = 0  # grant versions kept, open and closed
     open_versions: int = 0  # open ones: the last night's grants
+    #: Facts the churn changed over the nights, by the simulator's truth (effective and explicit
+    #: grants, memberships, objects): what the history must hold, whatever its form.
+    changes: int = 0
 
     @property
     def versions_ratio(self) -> float:
@@ -198,8 +201,10 @@ async def _year(org: Org, db: Path, nights: int, rate: float, seed: int) -> Year
         await writer.night(org)
         await writer.close()
         one = compact_size(db, scratch)
+        changes = 0
         for _ in range(nights - 1):
-            apply_churn(org, rng=rng, rate=rate)
+            day = apply_churn(org, rng=rng, rate=rate)
+            changes += len(day.changes) + len(day.explicit_changes)
             await writer.night(org)
     finally:
         await writer.close()
@@ -215,7 +220,7 @@ async def _year(org: Org, db: Path, nights: int, rate: float, seed: int) -> Year
         await alone.close()
     final_one = compact_size(alone.db, scratch)
     return Year(nights, one, final, final_one, time.perf_counter() - started, parts, versions,
-                open_versions)
+                open_versions, changes)
 
 
 def year(org: Org, *, nights: int = 365, rate: float = CHURN, seed: int = 1) -> Year:
