@@ -71,6 +71,7 @@ from exporter.store.database import (
 )
 from exporter.store.queries import (
     KnownObject,
+    ScopeHistories,
     known_objects,
     known_workspaces,
     last_complete_requests,
@@ -108,7 +109,7 @@ class Knowledge:
     previous: tuple[int, int] | None = None
     workspaces: list[WorkspaceRef] = field(default_factory=list)
     objects: list[KnownObject] = field(default_factory=list)
-    history: dict[tuple[str, str], tuple[int | None, bool]] = field(default_factory=dict)
+    history: ScopeHistories = field(default_factory=ScopeHistories)
     #: Requests of each workspace's workspace-wide listings, as last observed (uuid -> count).
     workspace_requests: dict[str, int] = field(default_factory=dict)
     #: When each workspace's listings were last read, and what that took (uuid -> (the oldest of
@@ -273,7 +274,7 @@ class Run:
         objects = [o for o in self.knowledge.objects if o.workspace_uuid in uuids]
         kinds = [(o, spec.kind.value) for o in objects for spec in per_object_kinds(o.object_type)]
         history = self.knowledge.history
-        never = sum(1 for o, kind in kinds if history.get((kind, o.uuid), (None, False))[0] is None)
+        never = sum(1 for o, kind in kinds if history.get(kind, o.uuid)[0] is None)
         return kinds, never
 
     def _announce(self, shares: dict[str, Share], workspaces: list[WorkspaceRef]) -> None:
@@ -401,9 +402,7 @@ class Run:
                         continue
                     target = ScopeTarget(ws, object_type, obj.uuid, obj.slug)
                     for spec in per_object_kinds(object_type):
-                        last, changed = self.knowledge.history.get(
-                            (spec.kind.value, obj.uuid), (None, False)
-                        )
+                        last, changed = self.knowledge.history.get(spec.kind.value, obj.uuid)
                         found.append(Candidate(spec, target, ScopeHistory(last, changed)))
         return in_priority_order(found)
 
@@ -441,6 +440,9 @@ class Run:
         for candidate in self.candidates(workspaces):
             reader = self.reader_for(slugs[candidate.target.workspace.uuid])
             by_reader.setdefault(reader.name, (reader, []))[1].append(candidate)
+        # Each candidate holds its scope's history now: the map of it (210,000 scopes at
+        # ``huge``, 34 MB) need not be held while they are read.
+        self.knowledge.history = ScopeHistories()
         shares = shares or {}
         # A credential that left workspaces for later says so even with no per-object scope.
         names = [*by_reader, *(name for name, share in shares.items()

@@ -39,7 +39,9 @@ def sources_sql(*, at_snapshot: bool, repository: bool = False, user: bool = Fal
     no part is read whole unless the question is about everything. A branch reads a source
     through its scope (the repository's user grants, say), which the open versions' index
     (scope, subject, object) finds directly; a grant's object is its scope's object, which
-    finds the versions of any snapshot by their object."""
+    finds the versions of any snapshot by their object. Versions name their subject and object
+    by id in ``names``: ``repos`` looks up each repository's ids (its own, its project's, its
+    workspace's) once, and every join between versions compares ids."""
 
     def v(alias: str) -> str:
         return _valid(alias, at_snapshot)
@@ -50,14 +52,16 @@ def sources_sql(*, at_snapshot: bool, repository: bool = False, user: bool = Fal
         return f"\n       AND {v(alias)}" if at_snapshot else f" AND {v(alias)}"
 
     def held(alias: str, kind: str, of: str) -> str:
-        """Join the versions of scope ``kind`` of object ``of`` as ``alias``."""
-        a = alias
+        """Join the versions of scope ``kind`` of object ``of`` (``r.uuid``, ``r.project_uuid``,
+        ``r.workspace_uuid``; its id is the same name ending in ``_id``) as ``alias``."""
+        a, of_id = alias, of.replace("uuid", "id")
         return (f"JOIN scopes {a}s ON {a}s.kind = '{kind}' AND {a}s.object_uuid = {of}\n"
-                f"      JOIN grants {a} ON {a}.scope_id = {a}s.id AND {a}.object_uuid = {of}\n"
+                f"      JOIN grant_versions {a} ON {a}.scope_id = {a}s.id "
+                f"AND {a}.object_id = {of_id}\n"
                 f"       AND {v(a)}")
 
-    def named(alias: str, uuid: str) -> str:
-        return f"LEFT JOIN names {alias} ON {alias}.uuid = {uuid}"
+    def named(alias: str, name_id: str) -> str:
+        return f"LEFT JOIN names {alias} ON {alias}.id = {name_id}"
 
     def seen(column: str) -> str:
         upto = "\n           AND x.snapshot_id <= :s" if at_snapshot else ""
@@ -66,7 +70,7 @@ def sources_sql(*, at_snapshot: bool, repository: bool = False, user: bool = Fal
 
     member = f"""JOIN scopes ms
         ON ms.kind = 'groups' AND ms.object_uuid = r.workspace_uuid
-      JOIN grants m ON m.scope_id = ms.id AND m.object_uuid = e.subject_uuid
+      JOIN grant_versions m ON m.scope_id = ms.id AND m.object_id = e.subject_id
        AND {v("m")}"""
 
     def source_exists(kind: str, of: str, *, group: bool = False, owner: bool = False) -> str:
@@ -76,9 +80,11 @@ def sources_sql(*, at_snapshot: bool, repository: bool = False, user: bool = Fal
         only = ""
         if owner:
             only = ("\n       " if at_snapshot else " ") + "AND e.permission = 'owner'"
-        return (f"EXISTS (SELECT 1 FROM scopes es JOIN grants e ON e.scope_id = es.id{join}\n"
+        return (f"EXISTS (SELECT 1 FROM scopes es JOIN grant_versions e "
+                f"ON e.scope_id = es.id{join}\n"
                 f"     WHERE es.kind = '{kind}' AND es.object_uuid = {of}\n"
-                f"       AND e.object_uuid = {of} AND {who}.subject_uuid = ef.subject_uuid\n"
+                f"       AND e.object_id = {of.replace('uuid', 'id')} "
+                f"AND {who}.subject_id = ef.subject_id\n"
                 f"       AND {v('e')}{only})")
 
     explained = "\n           OR ".join((
@@ -88,86 +94,92 @@ def sources_sql(*, at_snapshot: bool, repository: bool = False, user: bool = Fal
         source_exists("project_group_grants", "r.project_uuid", group=True),
         source_exists("workspace_roles", "r.workspace_uuid", owner=True),
     ))
-    repo_names = f"""{named("rl", "r.uuid")}
-      {named("wl", "r.workspace_uuid")}"""
+    repo_names = f"""{named("rl", "r.id")}
+      {named("wl", "r.workspace_id")}"""
     wanted = []
     if repository:
         wanted.append("j.repository_uuid = :repository")
     if user:
-        wanted.append("j.user_uuid = :user")
+        wanted.append("j.user_id = (SELECT n.id FROM names n WHERE n.uuid = :user)")
     where = ("\n WHERE " + " AND ".join(wanted)) if wanted else ""
     return f"""WITH
 repos AS NOT MATERIALIZED (
-    SELECT o.uuid, o.parent_uuid AS project_uuid, sc.object_uuid AS workspace_uuid
+    SELECT o.uuid, o.parent_uuid AS project_uuid, sc.object_uuid AS workspace_uuid,
+           rn.id, pn.id AS project_id, wn.id AS workspace_id
       FROM scopes sc JOIN objects o ON o.scope_id = sc.id
+      JOIN names rn ON rn.uuid = o.uuid
+      LEFT JOIN names pn ON pn.uuid = o.parent_uuid
+      LEFT JOIN names wn ON wn.uuid = sc.object_uuid
      WHERE sc.kind = 'repositories' AND o.object_type = 'repository'{and_v("o")}),
 sources AS NOT MATERIALIZED (
     SELECT wl.name AS workspace, rl.name AS repository, ul.name AS user_name,
            'direct' AS source, e.permission AS granted, NULL AS via_group, NULL AS via_project,
-           r.uuid AS repository_uuid, r.workspace_uuid, e.subject_uuid AS user_uuid,
-           NULL AS group_uuid, NULL AS project_uuid, e.scope_id, NULL AS membership_scope_id
+           r.uuid AS repository_uuid, r.workspace_uuid, ul.uuid AS user_uuid,
+           NULL AS group_uuid, NULL AS project_uuid, e.scope_id, NULL AS membership_scope_id,
+           r.id AS repository_id, e.subject_id AS user_id
       FROM repos r
       {held("e", "repository_user_grants", "r.uuid")}
       {repo_names}
-      {named("ul", "e.subject_uuid")}
+      {named("ul", "e.subject_id")}
     UNION ALL
     SELECT wl.name, rl.name, ul.name, 'group', e.permission, gl.name, NULL, r.uuid,
-           r.workspace_uuid, m.subject_uuid, e.subject_uuid, NULL, e.scope_id, m.scope_id
+           r.workspace_uuid, ul.uuid, gl.uuid, NULL, e.scope_id, m.scope_id, r.id, m.subject_id
       FROM repos r
       {held("e", "repository_group_grants", "r.uuid")}
       {member}
       {repo_names}
-      {named("ul", "m.subject_uuid")}
-      {named("gl", "e.subject_uuid")}
+      {named("ul", "m.subject_id")}
+      {named("gl", "e.subject_id")}
     UNION ALL
     SELECT wl.name, rl.name, ul.name, 'project', e.permission, NULL, pl.name, r.uuid,
-           r.workspace_uuid, e.subject_uuid, NULL, e.object_uuid, e.scope_id, NULL
+           r.workspace_uuid, ul.uuid, NULL, r.project_uuid, e.scope_id, NULL, r.id, e.subject_id
       FROM repos r
       {held("e", "project_user_grants", "r.project_uuid")}
       {repo_names}
-      {named("ul", "e.subject_uuid")}
-      {named("pl", "e.object_uuid")}
+      {named("ul", "e.subject_id")}
+      {named("pl", "r.project_id")}
     UNION ALL
     SELECT wl.name, rl.name, ul.name, 'project group', e.permission, gl.name, pl.name,
-           r.uuid, r.workspace_uuid, m.subject_uuid, e.subject_uuid, e.object_uuid, e.scope_id,
-           m.scope_id
+           r.uuid, r.workspace_uuid, ul.uuid, gl.uuid, r.project_uuid, e.scope_id,
+           m.scope_id, r.id, m.subject_id
       FROM repos r
       {held("e", "project_group_grants", "r.project_uuid")}
       {member}
       {repo_names}
-      {named("ul", "m.subject_uuid")}
-      {named("gl", "e.subject_uuid")}
-      {named("pl", "e.object_uuid")}
+      {named("ul", "m.subject_id")}
+      {named("gl", "e.subject_id")}
+      {named("pl", "r.project_id")}
     UNION ALL
     SELECT wl.name, rl.name, ul.name, 'workspace owner', 'admin', NULL, NULL, r.uuid,
-           r.workspace_uuid, e.subject_uuid, NULL, NULL, e.scope_id, NULL
+           r.workspace_uuid, ul.uuid, NULL, NULL, e.scope_id, NULL, r.id, e.subject_id
       FROM repos r
       {held("e", "workspace_roles", "r.workspace_uuid")}
       {repo_names}
-      {named("ul", "e.subject_uuid")}
+      {named("ul", "e.subject_id")}
      WHERE e.permission = 'owner'),
 joined AS NOT MATERIALIZED (
     SELECT s.workspace, s.repository, s.user_name, ef.permission AS effective, s.source,
            s.granted, s.via_group, s.via_project, s.user_uuid, s.repository_uuid, s.group_uuid,
-           s.project_uuid, s.scope_id, s.membership_scope_id, ef.scope_id AS effective_scope_id
+           s.project_uuid, s.scope_id, s.membership_scope_id, ef.scope_id AS effective_scope_id,
+           s.user_id
       FROM sources s
-      LEFT JOIN grants ef
+      LEFT JOIN grant_versions ef
         ON ef.scope_id = (SELECT x.id FROM scopes x WHERE x.kind = 'repository_permissions'
                              AND x.object_uuid = s.workspace_uuid)
-       AND ef.subject_uuid = s.user_uuid AND ef.object_uuid = s.repository_uuid
+       AND ef.subject_id = s.user_id AND ef.object_id = s.repository_id
        AND {v("ef")}
     UNION ALL
-    SELECT wl.name, rl.name, ul.name, ef.permission, NULL, NULL, NULL, NULL, ef.subject_uuid,
-           ef.object_uuid, NULL, NULL, NULL, NULL, ef.scope_id
+    SELECT wl.name, rl.name, ul.name, ef.permission, NULL, NULL, NULL, NULL, ul.uuid,
+           rl.uuid, NULL, NULL, NULL, NULL, ef.scope_id, ef.subject_id
       FROM scopes efs
-      JOIN grants ef ON ef.scope_id = efs.id{and_v("ef")}
-      {named("rl", "ef.object_uuid")}
-      {named("ul", "ef.subject_uuid")}
-      {named("wl", "efs.object_uuid")}
+      JOIN grant_versions ef ON ef.scope_id = efs.id{and_v("ef")}
+      {named("rl", "ef.object_id")}
+      {named("ul", "ef.subject_id")}
+      LEFT JOIN names wl ON wl.uuid = efs.object_uuid
      WHERE efs.kind = 'repository_permissions'
        AND NOT EXISTS (
            SELECT 1 FROM repos r
-            WHERE r.uuid = ef.object_uuid
+            WHERE r.id = ef.object_id
               AND ({explained})))
 SELECT j.workspace, j.repository, j.user_name, j.effective, j.source, j.granted, j.via_group,
        j.via_project,

@@ -209,10 +209,11 @@ _APPLY = (
     f"""DELETE FROM observations
          WHERE snapshot_id IN {_REMOVED}
             OR snapshot_id IN (SELECT id FROM snapshots WHERE status IN {INCOMPLETE!r})""",
-    f"DELETE FROM grants WHERE {_touched('grants')} AND {_empty('grants')}",
-    f"""UPDATE grants SET valid_from = {_mapped("grants.valid_from")},
-                          valid_to = {_mapped("grants.valid_to")}
-         WHERE {_touched("grants")}""",
+    f"DELETE FROM grant_versions WHERE {_touched('grant_versions')} "
+    f"AND {_empty('grant_versions')}",
+    f"""UPDATE grant_versions SET valid_from = {_mapped("grant_versions.valid_from")},
+                                  valid_to = {_mapped("grant_versions.valid_to")}
+         WHERE {_touched("grant_versions")}""",
     f"""UPDATE objects SET valid_from = {_mapped("objects.valid_from")},
                            valid_to = {_mapped("objects.valid_to")}
          WHERE {_touched("objects")}""",
@@ -292,11 +293,11 @@ async def _prune_in_transaction(
         )
     await conn.exec_driver_sql(_FIND_WINNERS)
     moved = deleted = emptied = 0
-    for table in ("grants", "objects"):
+    for table in ("grant_versions", "objects"):
         sql = _COUNT_VERSIONS.format(table=table, empty=_empty(table), touched=_touched(table))
         touched, empty = (await conn.execute(text(sql))).one()
         moved += int(touched) - int(empty)
-        if table == "grants":
+        if table == "grant_versions":
             deleted += int(empty)
         else:
             emptied += int(empty)

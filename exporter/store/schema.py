@@ -1,6 +1,6 @@
 """SQLAlchemy tables. Alembic (``migrations/``) owns the real schema; these mirror it for queries.
 
-Fact tables (``objects``, ``grants``) hold versions: ``valid_from`` is the snapshot whose ok
+Fact tables (``objects``, ``grant_versions``) hold versions: ``valid_from`` is the snapshot whose ok
 observation first showed the row, ``valid_to`` the first snapshot whose ok observation of the same
 scope no longer showed it (NULL while current). ``stage_*`` tables hold what a running snapshot has
 fetched; they are merged into the fact tables when the snapshot completes. They live in the
@@ -101,15 +101,17 @@ objects = Table(
     Column("valid_to", Integer),
 )
 
-grants = Table(
-    "grants",
+#: Grant versions, their subject and object by id in ``names`` (migration 0010); the ``grants``
+#: view shows them with their uuids.
+grant_versions = Table(
+    "grant_versions",
     metadata,
     Column("id", Integer, primary_key=True),
     Column("scope_id", Integer, ForeignKey("scopes.id"), nullable=False),
     Column("subject_type", Text, nullable=False),
-    Column("subject_uuid", Text, nullable=False),
+    Column("subject_id", Integer, ForeignKey("names.id"), nullable=False),
     Column("object_type", Text, nullable=False),
-    Column("object_uuid", Text, nullable=False),
+    Column("object_id", Integer, ForeignKey("names.id"), nullable=False),
     Column("permission", Text, nullable=False),
     Column("valid_from", Integer, nullable=False),
     Column("valid_to", Integer),
@@ -139,16 +141,17 @@ labels = Table(
     sqlite_with_rowid=False,
 )
 
-#: The name each uuid a view shows goes by: a user's display name, an object's label, else the
-#: uuid itself. Brought up to date with ``labels`` (``sql.REFRESH_LABELS``, ``sql.REFRESH_NAMES``,
-#: then ``sql.NEW_VERSION_NAMES`` or ``sql.EVERY_GRANT_NAMES``); indexed by name
-#: (``ix_names_name``) so that a view filtered by a name starts from it.
+#: Every uuid a grant or a view shows, with its id (what ``grant_versions`` refers to) and the
+#: name it goes by: a user's display name, an object's label, else the uuid itself. A uuid gets
+#: its row (and id) from the merge that first stores a grant of it (``stage_names``); its name is
+#: brought up to date with ``labels`` (``sql.REFRESH_LABELS``, ``sql.REFRESH_NAMES``). Indexed by
+#: name (``ix_names_name``) so that a view filtered by a name starts from it.
 names = Table(
     "names",
     metadata,
-    Column("uuid", Text, primary_key=True),
+    Column("id", Integer, primary_key=True),
+    Column("uuid", Text, nullable=False, unique=True),
     Column("name", Text, nullable=False),
-    sqlite_with_rowid=False,
 )
 
 #: The change log: what each complete snapshot changed since the complete one before it, baseline

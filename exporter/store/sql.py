@@ -90,26 +90,26 @@ object_changes AS (
         LEFT JOIN objects nv ON nv.id = e.new_id)
      WHERE keep),
 old_g AS (
-    SELECT p.a, p.b, g.* FROM pair p JOIN grants g
+    SELECT p.a, p.b, g.* FROM pair p JOIN grant_versions g
       ON g.valid_to > p.a AND g.valid_to <= p.b AND g.valid_from <= p.a),
 new_g AS (
-    SELECT p.a, p.b, g.* FROM pair p JOIN grants g
+    SELECT p.a, p.b, g.* FROM pair p JOIN grant_versions g
       ON g.valid_from > p.a AND g.valid_from <= p.b
      AND (g.valid_to IS NULL OR g.valid_to > p.b)),
 grant_pairs AS (
-    SELECT n.a, n.b, n.scope_id, n.subject_type, n.subject_uuid, n.object_type, n.object_uuid,
+    SELECT n.a, n.b, n.scope_id, n.subject_type, n.subject_id, n.object_type, n.object_id,
            o.permission AS old_value, n.permission AS new_value, o.id AS old_id, n.id AS new_id
       FROM new_g n LEFT JOIN old_g o
         ON o.b = n.b AND o.scope_id = n.scope_id
-       AND o.subject_uuid = n.subject_uuid AND o.object_uuid = n.object_uuid
+       AND o.subject_id = n.subject_id AND o.object_id = n.object_id
      WHERE o.permission IS NOT n.permission
     UNION ALL
-    SELECT o.a, o.b, o.scope_id, o.subject_type, o.subject_uuid, o.object_type, o.object_uuid,
+    SELECT o.a, o.b, o.scope_id, o.subject_type, o.subject_id, o.object_type, o.object_id,
            o.permission, NULL, o.id, NULL FROM old_g o
      WHERE NOT EXISTS (SELECT 1 FROM new_g n
                         WHERE n.b = o.b AND n.scope_id = o.scope_id
-                          AND n.subject_uuid = o.subject_uuid
-                          AND n.object_uuid = o.object_uuid)),
+                          AND n.subject_id = o.subject_id
+                          AND n.object_id = o.object_id)),
 grant_changes AS (
     SELECT gp.*,
            CASE WHEN gp.old_value IS NULL THEN
@@ -150,19 +150,21 @@ _GRANT_CHANGE = """\
 _GRANT_REASON = """\
        CASE WHEN c.source = 'membership' AND c.change IN ('revoked', 'granted') THEN
             'the group grants access to ' || (SELECT count(DISTINCT reached) FROM (
-                SELECT x.object_uuid AS reached FROM grants x
-                 WHERE x.subject_uuid = c.object_uuid AND x.object_type = 'repository'
+                SELECT xo.uuid AS reached FROM grant_versions x
+                  JOIN names xo ON xo.id = x.object_id
+                 WHERE x.subject_id = c.object_id AND x.object_type = 'repository'
                    AND x.valid_from <= c.b AND (x.valid_to IS NULL OR x.valid_to > c.b)
                 UNION ALL
-                SELECT r.uuid FROM grants x JOIN objects r ON r.parent_uuid = x.object_uuid
-                 WHERE x.subject_uuid = c.object_uuid AND x.object_type = 'project'
+                SELECT r.uuid FROM grant_versions x JOIN names xo ON xo.id = x.object_id
+                  JOIN objects r ON r.parent_uuid = xo.uuid
+                 WHERE x.subject_id = c.object_id AND x.object_type = 'project'
                    AND x.valid_from <= c.b AND (x.valid_to IS NULL OR x.valid_to > c.b)
                    AND r.object_type = 'repository' AND r.valid_from <= c.b
                    AND (r.valid_to IS NULL OR r.valid_to > c.b)))
             || ' repositories'
             WHEN c.change IN ('revoked', 'granted') THEN
             (SELECT oe.change || ' ' || c.object_type FROM object_events oe
-              WHERE oe.b = c.b AND oe.uuid = c.object_uuid
+              WHERE oe.b = c.b AND oe.uuid = (SELECT n.uuid FROM names n WHERE n.id = c.object_id)
                 AND oe.change = CASE c.change WHEN 'revoked' THEN 'deleted'
                                               ELSE 'created' END) END"""
 
@@ -191,24 +193,26 @@ UNION ALL
 SELECT c.b, (SELECT sn.finished_at FROM snapshots sn WHERE sn.id = c.b), c.a,
        coalesce(w.label, s.workspace_uuid),
        c.object_type,
-       coalesce(l.label, c.object_uuid),
+       coalesce(l.label, cn.uuid),
        c.subject_type,
-       coalesce(u.display_name, sl.label, c.subject_uuid),
+       coalesce(u.display_name, sl.label, sn.uuid),
 {_GRANT_CHANGE},
        NULL,
        c.old_value,
        c.new_value,
        c.source,
 {_GRANT_REASON},
-       c.subject_uuid,
-       c.object_uuid,
+       sn.uuid,
+       cn.uuid,
        c.scope_id
   FROM grant_changes c
   JOIN scopes s ON s.id = c.scope_id
+  JOIN names sn ON sn.id = c.subject_id
+  JOIN names cn ON cn.id = c.object_id
   LEFT JOIN workspaces w ON w.uuid = s.workspace_uuid
-  LEFT JOIN object_labels l ON l.uuid = c.object_uuid
-  LEFT JOIN users u ON u.uuid = c.subject_uuid
-  LEFT JOIN object_labels sl ON c.subject_type = 'group' AND sl.uuid = c.subject_uuid"""
+  LEFT JOIN object_labels l ON l.uuid = cn.uuid
+  LEFT JOIN users u ON u.uuid = sn.uuid
+  LEFT JOIN object_labels sl ON c.subject_type = 'group' AND sl.uuid = sn.uuid"""
 
 #: How many baseline rows the body yields, counted from the same rules without labelling them.
 BASELINE_COUNT_SELECT = """SELECT
@@ -245,9 +249,10 @@ LABELS_SQL = """SELECT o.uuid, o.object_type,
 #: The name every uuid that a view shows goes by, in ``names``: a user's display name, an object's
 #: label, else the uuid itself (a group whose listing was never read, say). The views show
 #: ``names.name`` as it is, with nothing computed around it, so that a filter on a name
-#: (``subject_name = 'Ada Lovelace'``) reaches the index on it and starts there. The merge of
-#: snapshot ``:s`` brings names up to date (a user's wins over a label, as in the views before)
-#: and gives the uuids first seen in its new versions their own; a name is never removed.
+#: (``subject_name = 'Ada Lovelace'``) reaches the index on it and starts there. A uuid first
+#: seen in a grant gets its row (and its id, which ``grant_versions`` refers to) from the writer,
+#: named by itself; the merge of snapshot ``:s`` brings names up to date (a user's wins over a
+#: label, as in the views before). A name is never removed.
 _UPSERT_NAME = (
     "ON CONFLICT (uuid) DO UPDATE SET name = excluded.name WHERE name IS NOT excluded.name"
 )
@@ -259,20 +264,6 @@ REFRESH_NAMES = (
     "INSERT OR IGNORE INTO names (uuid, name) SELECT DISTINCT workspace_uuid, workspace_uuid "
     "FROM scopes",
 )
-#: The uuids of the snapshot's new versions, each looked up by ``valid_from``.
-NEW_VERSION_NAMES = tuple(
-    f"INSERT OR IGNORE INTO names (uuid, name) SELECT DISTINCT {column}, {column} "
-    "FROM grants WHERE valid_from = :s" for column in ("subject_uuid", "object_uuid")
-)
-#: The same, when the new versions are most of ``grants`` (a first snapshot: the merge set its
-#: indexes aside): every subject and object read from its index, in order, is cheaper than
-#: looking 4.9 million new versions up one by one (8 s at ``huge``). An older uuid already has
-#: its name, and keeps it.
-EVERY_GRANT_NAMES = tuple(
-    f"INSERT OR IGNORE INTO names (uuid, name) SELECT DISTINCT {column}, {column} FROM grants"
-    for column in ("subject_uuid", "object_uuid")
-)
-
 #: Statistics on the small tables the views start from, so that SQLite knows a scope kind is
 #: thousands of rows and a name a few: without them it reads all 100,000 scopes of a kind to
 #: find one person's grants. ``grants`` is left out (a full pass at its size would cost seconds).
@@ -345,9 +336,9 @@ SELECT :b, s.id, :a FROM scopes s
                    AND o.valid_from > :a AND o.valid_from <= :b)
         OR s.id IN (SELECT scope_id FROM objects WHERE valid_to > :b
                       AND +valid_from > :a AND +valid_from <= :b)
-        OR ((EXISTS (SELECT 1 FROM grants g WHERE g.scope_id = s.id AND g.valid_to IS NULL
-                        AND g.valid_from > :a AND g.valid_from <= :b)
-             OR s.id IN (SELECT scope_id FROM grants WHERE valid_to > :b
+        OR ((EXISTS (SELECT 1 FROM grant_versions g WHERE g.scope_id = s.id
+                        AND g.valid_to IS NULL AND g.valid_from > :a AND g.valid_from <= :b)
+             OR s.id IN (SELECT scope_id FROM grant_versions WHERE valid_to > :b
                            AND +valid_from > :a AND +valid_from <= :b))
             AND NOT (s.parent_scope_id IS NOT NULL
                      AND EXISTS (SELECT 1 FROM observations x
@@ -392,20 +383,22 @@ ACCESS_CHANGES_SQL = f"""SELECT c.snapshot_id, sn.finished_at AS snapshot_at, c.
   LEFT JOIN object_labels l ON l.uuid = coalesce(nv.uuid, ov.uuid)
 UNION ALL
 SELECT c.snapshot_id, sn.finished_at, c.from_snapshot_id,
-       coalesce(w.label, s.workspace_uuid), g.object_type, coalesce(l.label, g.object_uuid),
-       g.subject_type, coalesce(u.display_name, sl.label, g.subject_uuid), c.change, NULL,
-       og.permission, ng.permission, s.source, c.reason, g.subject_uuid, g.object_uuid,
+       coalesce(w.label, s.workspace_uuid), g.object_type, coalesce(l.label, gn.uuid),
+       g.subject_type, coalesce(u.display_name, sl.label, gs.uuid), c.change, NULL,
+       og.permission, ng.permission, s.source, c.reason, gs.uuid, gn.uuid,
        c.scope_id
   FROM snapshots sn
   CROSS JOIN change_log c ON c.snapshot_id = sn.id AND c.fact = 'grant'
   JOIN scopes s ON s.id = c.scope_id
-  LEFT JOIN grants og ON og.id = c.old_id
-  LEFT JOIN grants ng ON ng.id = c.new_id
-  JOIN grants g ON g.id = coalesce(c.new_id, c.old_id)
+  LEFT JOIN grant_versions og ON og.id = c.old_id
+  LEFT JOIN grant_versions ng ON ng.id = c.new_id
+  JOIN grant_versions g ON g.id = coalesce(c.new_id, c.old_id)
+  JOIN names gs ON gs.id = g.subject_id
+  JOIN names gn ON gn.id = g.object_id
   LEFT JOIN object_labels w ON w.uuid = s.workspace_uuid AND w.object_type = 'workspace'
-  LEFT JOIN object_labels l ON l.uuid = g.object_uuid
-  LEFT JOIN users u ON u.uuid = g.subject_uuid
-  LEFT JOIN object_labels sl ON g.subject_type = 'group' AND sl.uuid = g.subject_uuid
+  LEFT JOIN object_labels l ON l.uuid = gn.uuid
+  LEFT JOIN users u ON u.uuid = gs.uuid
+  LEFT JOIN object_labels sl ON g.subject_type = 'group' AND sl.uuid = gs.uuid
 UNION ALL
 SELECT b.snapshot_id, sn.finished_at, b.from_snapshot_id,
        coalesce(w.label, s.workspace_uuid), o.object_type, coalesce(l.label, o.uuid),
@@ -419,15 +412,17 @@ SELECT b.snapshot_id, sn.finished_at, b.from_snapshot_id,
  WHERE o.valid_to IS NULL OR o.valid_to > sn.id
 UNION ALL
 SELECT b.snapshot_id, sn.finished_at, b.from_snapshot_id,
-       coalesce(w.label, s.workspace_uuid), g.object_type, coalesce(l.label, g.object_uuid),
-       g.subject_type, coalesce(u.display_name, sl.label, g.subject_uuid), 'baseline', NULL,
-       NULL, g.permission, s.source, NULL, g.subject_uuid, g.object_uuid, g.scope_id
+       coalesce(w.label, s.workspace_uuid), g.object_type, coalesce(l.label, gn.uuid),
+       g.subject_type, coalesce(u.display_name, sl.label, gs.uuid), 'baseline', NULL,
+       NULL, g.permission, s.source, NULL, gs.uuid, gn.uuid, g.scope_id
   FROM snapshots sn
-  CROSS JOIN grants g ON g.valid_from = sn.id
+  CROSS JOIN grant_versions g ON g.valid_from = sn.id
   CROSS JOIN baseline_scopes b ON b.snapshot_id = sn.id AND b.scope_id = g.scope_id
   JOIN scopes s ON s.id = b.scope_id
+  JOIN names gs ON gs.id = g.subject_id
+  JOIN names gn ON gn.id = g.object_id
   LEFT JOIN object_labels w ON w.uuid = s.workspace_uuid AND w.object_type = 'workspace'
-  LEFT JOIN object_labels l ON l.uuid = g.object_uuid
-  LEFT JOIN users u ON u.uuid = g.subject_uuid
-  LEFT JOIN object_labels sl ON g.subject_type = 'group' AND sl.uuid = g.subject_uuid
+  LEFT JOIN object_labels l ON l.uuid = gn.uuid
+  LEFT JOIN users u ON u.uuid = gs.uuid
+  LEFT JOIN object_labels sl ON g.subject_type = 'group' AND sl.uuid = gs.uuid
  WHERE g.valid_to IS NULL OR g.valid_to > sn.id"""

@@ -793,14 +793,14 @@ def test_a_first_merge_whose_commit_fails_leaves_nothing_and_the_log_on(
 def test_a_damaged_database_is_refused_before_anything_is_fetched(
     cli: Cli, simulator: ThreadedSimulator, org: Org, tmp_path: Path
 ) -> None:
-    """Bytes overwritten in the middle of the file (the grants table's root page): the snapshot
-    checks the file first (PRAGMA quick_check) and sends no request; a reading command that
-    meets the damage says the same; the backup made before brings everything back."""
+    """Bytes overwritten in the middle of the file (the root page of the grant versions): the
+    snapshot checks the file first (PRAGMA quick_check) and sends no request; a reading command
+    that meets the damage says the same; the backup made before brings everything back."""
     _, churn = churned(cli, org, 33)
     backup = tmp_path / "backup.db"
     assert cli("backup", str(backup)) == EXIT_OK
     with contextlib.closing(sqlite3.connect(cli.db)) as conn:
-        (root,) = conn.execute("SELECT rootpage FROM sqlite_master WHERE name = 'grants'") \
+        (root,) = conn.execute("SELECT rootpage FROM sqlite_master WHERE name = 'grant_versions'") \
             .fetchone()  # fmt: skip
         (page_size,) = conn.execute("PRAGMA page_size").fetchone()
     with cli.db.open("r+b") as damaged:

@@ -257,3 +257,57 @@ async def test_revision_0009_moves_the_stage_out_of_the_database_and_back(tmp_pa
     engine = await open_database(db)
     await engine.dispose()
     assert not stage & tables(db) and answers(db) == before
+
+
+async def test_revision_0010_gives_grants_integer_ids_and_goes_back(tmp_path: Path) -> None:
+    """0010 keeps each grant version (its id too, which the change log names) with its subject
+    and object as ids in ``names``; ``grants`` becomes a view with the uuids, and every view
+    answers as before, both ways."""
+    db = tmp_path / "a.db"
+    org = generate_org("small", 7)
+    nights = NightWriter(db)
+    try:
+        for day in range(3):
+            await nights.night(org)
+            apply_churn(org, rng=random.Random(day), rate=0.2)
+    finally:
+        await nights.close()
+    sources = ("SELECT * FROM current_access_sources ORDER BY repository_uuid, user_uuid, "
+               "source, group_uuid, project_uuid")  # fmt: skip
+    grants = "SELECT * FROM grants ORDER BY id"
+    with sqlite3.connect(db) as conn:
+        at_head = (conn.execute(sources).fetchall(), conn.execute(grants).fetchall())
+        assert conn.execute("SELECT count(*) FROM change_log WHERE fact = 'grant'").fetchone()[0]
+    before = answers(db)
+    assert ("view", "grants") in views_and_tables(db) and "grant_versions" in tables(db)
+
+    await to_revision(db, "0009")
+    assert ("table", "grants") in views_and_tables(db) and "grant_versions" not in tables(db)
+    with sqlite3.connect(db) as conn:
+        assert "id" not in {row[1] for row in conn.execute("PRAGMA table_info(names)")}
+        assert (conn.execute(sources).fetchall(), conn.execute(grants).fetchall()) == at_head
+    assert answers(db) == before
+
+    engine = await open_database(db)  # upgraded again
+    await engine.dispose()
+    assert answers(db) == before
+    with sqlite3.connect(db) as conn:
+        assert (conn.execute(sources).fetchall(), conn.execute(grants).fetchall()) == at_head
+        # Every version refers to a name, and no two names share a uuid.
+        assert conn.execute(
+            "SELECT count(*) FROM grant_versions g WHERE NOT EXISTS (SELECT 1 FROM names n "
+            "WHERE n.id = g.subject_id) OR NOT EXISTS (SELECT 1 FROM names n "
+            "WHERE n.id = g.object_id)").fetchone() == (0,)  # fmt: skip
+    # Nights go on from the upgraded names: a night that changed nothing logs nothing.
+    nights = NightWriter(db)
+    try:
+        await nights.night(org)
+        await nights.night(org)
+    finally:
+        await nights.close()
+    with sqlite3.connect(db) as conn:
+        logged = conn.execute("SELECT snapshot_id, count(*) FROM change_log WHERE snapshot_id > 3 "
+                              "GROUP BY 1").fetchall()  # fmt: skip
+        assert conn.execute("SELECT count(*) FROM names GROUP BY uuid HAVING count(*) > 1")\
+            .fetchall() == []  # fmt: skip
+    assert [b for b, _ in logged] == [4]  # the last churn; night 5 the same as night 4

@@ -427,9 +427,10 @@ async def test_a_merge_that_sets_indexes_aside_builds_them_again(
     assert [(c["subject_uuid"], c["change"], c["new_value"]) for c in changes] == [
         (U2, "granted", "admin")
     ]
-    by_subject = "SELECT count(*) FROM grants INDEXED BY ix_grants_subject WHERE subject_uuid = ?"
+    by_subject = ("SELECT count(*) FROM grant_versions INDEXED BY ix_grant_versions_subject "
+                  "WHERE subject_id = (SELECT id FROM names WHERE uuid = ?)")
     assert query(path, by_subject, U2) == [(1,)]
-    # The names of the new versions come from every grant's subject and object here.
+    # A uuid first seen goes by itself until a user's name or an object's label names it.
     assert query(path, "SELECT name FROM names WHERE uuid = ?", U2) == [(U2,)]
 
 
