@@ -266,7 +266,8 @@ REFRESH_NAMES = (
 )
 #: Statistics on the small tables the views start from, so that SQLite knows a scope kind is
 #: thousands of rows and a name a few: without them it reads all 100,000 scopes of a kind to
-#: find one person's grants. ``grants`` is left out (a full pass at its size would cost seconds).
+#: find one person's grants. ``grant_versions`` is left out (a full pass at its size would cost
+#: seconds).
 ANALYZE_SMALL = ("ANALYZE scopes", "ANALYZE objects", "ANALYZE labels", "ANALYZE names")
 
 #: The labels (and the names they give) of the objects whose label may have changed in snapshot
@@ -292,9 +293,9 @@ REFRESH_LABELS = (
 # The change log. The merge of snapshot ``b`` writes the changes since the complete snapshot
 # before it (``a``) into ``change_log``, by the rules above, once; ``access_changes`` reads it,
 # so a query for last week costs last week, not every night since the first. An entry names the
-# versions it compares (``old_id``, ``new_id`` of ``objects`` or ``grants``, as ``fact`` says),
-# not their values: the view reads values and names from the versions as the diff does, and an
-# entry costs a few bytes. Baseline rows are not written at all (the first snapshot would be
+# versions it compares (``old_id``, ``new_id`` of ``objects`` or ``grant_versions``, as ``fact``
+# says), not their values: the view reads values and names from the versions as the diff does,
+# and an entry costs a few bytes. Baseline rows are not written at all (the first snapshot would be
 # stored twice): ``baseline_scopes`` names each scope whose rows at ``b`` are all ``baseline`` (a
 # scope read ok for the first time), and the view lists the versions that scope opened at ``b``.
 

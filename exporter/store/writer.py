@@ -161,7 +161,7 @@ DROP_STAGE_KEYS = (
 )
 
 #: The scopes read ok tonight with no open grant (read for the first time, or their grants all
-#: closed): their staged rows are new versions one and all, found without asking ``grants``.
+#: closed): their staged rows are new versions one and all, found without asking ``grant_versions``.
 FRESH_SCOPES = (
     "DROP TABLE IF EXISTS temp.merge_fresh_scopes",
     """CREATE TEMP TABLE merge_fresh_scopes AS
@@ -170,10 +170,11 @@ FRESH_SCOPES = (
           AND NOT EXISTS (SELECT 1 FROM grant_versions g WHERE g.scope_id = so.scope_id
                              AND g.valid_to IS NULL)""",
 )
-#: Their grants, inserted in the order of ``ix_grants_open`` (read from the stage's covering key),
-#: so each row lands at the end of that index. An INSERT whose SELECT reads ``grants`` first
-#: copies every row it inserts to a temporary table (SQLite guards against reading what it
-#: writes): at ``huge``'s first night, 4.9 million rows, 14.5 s; this way 5.8 s.
+#: Their grants, inserted in the order of ``ix_grant_versions_open`` (read from the stage's
+#: covering key), so each row lands at the end of that index. An INSERT whose SELECT reads
+#: ``grant_versions`` first copies every row it inserts to a temporary table (SQLite guards
+#: against reading what it writes): at ``huge``'s first night, 4.9 million rows, 14.5 s; this
+#: way 5.8 s.
 INSERT_FRESH_GRANTS = """INSERT INTO grant_versions (scope_id, subject_type, subject_id,
                            object_type, object_id, permission, valid_from, valid_to)
        SELECT st.scope_id, st.subject_type, st.subject_id, st.object_type, st.object_id,
@@ -182,10 +183,10 @@ INSERT_FRESH_GRANTS = """INSERT INTO grant_versions (scope_id, subject_type, sub
         WHERE st.snapshot_id = :s
           AND st.scope_id IN (SELECT scope_id FROM temp.merge_fresh_scopes)
         ORDER BY st.scope_id, st.subject_id, st.object_id"""
-#: The same where ``grants`` has no open version at all (a first night): every scope read ok is
-#: fresh, and no statement looks a staged grant up by its key, so none is built. The rows are
-#: sorted as they are inserted, the last one staged of each key first; ``ix_grants_open`` keeps
-#: it and ignores the others. At ``huge`` the key took 6 s and 1.1 GB of the stage file to
+#: The same where ``grant_versions`` has no open version at all (a first night): every scope read
+#: ok is fresh, and no statement looks a staged grant up by its key, so none is built. The rows are
+#: sorted as they are inserted, the last one staged of each key first; ``ix_grant_versions_open``
+#: keeps it and ignores the others. At ``huge`` the key took 6 s and 1.1 GB of the stage file to
 #: build, and the removal of the repeats 2 s more.
 INSERT_FRESH_GRANTS_UNKEYED = (
     INSERT_FRESH_GRANTS.replace("INSERT INTO", "INSERT OR IGNORE INTO", 1) + ", st.rowid DESC"
@@ -204,8 +205,8 @@ CLOSE_CHANGED_PERMISSIONS = """UPDATE grant_versions SET valid_to = :s
                                     AND g.object_id = st.object_id AND g.valid_to IS NULL
                       WHERE st.snapshot_id = :s AND g.permission <> st.permission)"""
 
-# Versions of ``objects`` and ``grants`` are closed when an ok observation of their scope no longer
-# shows them with the same values, and opened for staged rows that have no open version.
+# Versions of ``objects`` and ``grant_versions`` are closed when an ok observation of their scope
+# no longer shows them with the same values, and opened for staged rows that have no open version.
 MERGE_STATEMENTS = (
     # The uuids first seen tonight, named by themselves until a label or a user names them
     # (``sql.REFRESH_LABELS``): every grant's subject and object has its row in ``names``.
@@ -355,7 +356,7 @@ async def merge_staged(conn: AsyncConnection, snapshot_id: int) -> None:
         await conn.execute(text(f"PRAGMA cache_size=-{CACHE_KIB}"))
 
 
-#: The indexes of ``grants`` that no merge statement looks rows up by, and their definitions.
+#: The indexes of ``grant_versions`` that no merge statement looks rows up by.
 ASIDE_INDEXES = (
     "ix_grant_versions_subject", "ix_grant_versions_object", "ix_grant_versions_valid_from"
 )
@@ -364,8 +365,8 @@ BULK_MIN_ROWS = 10_000
 
 
 async def _any_open_grant(conn: AsyncConnection) -> bool:
-    """Whether ``grants`` has an open version: if not, every scope is read for the first time
-    (``INSERT_FRESH_GRANTS_UNKEYED``)."""
+    """Whether ``grant_versions`` has an open version: if not, every scope is read for the first
+    time (``INSERT_FRESH_GRANTS_UNKEYED``)."""
     found = await conn.execute(
         text("SELECT EXISTS (SELECT 1 FROM grant_versions WHERE valid_to IS NULL)")
     )
@@ -393,7 +394,7 @@ async def _is_bulk(conn: AsyncConnection) -> bool:
 
 
 async def _set_aside_grant_indexes(conn: AsyncConnection) -> list[str]:
-    """For a bulk merge, drop the indexes of ``grants`` that no merge statement reads, and
+    """For a bulk merge, drop the indexes of ``grant_versions`` that no merge statement reads, and
     return the statements that build them again once the rows are in. Kept up to date row by
     row, each random uuid landed on a page of its own: at ``huge`` the first merge wrote 11 GB;
     built once, by sorting, they cost their size."""
