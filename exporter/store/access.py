@@ -225,7 +225,13 @@ async def who_can_access(conn: AsyncConnection, repository_uuid: str, s: int) ->
 
 
 async def access_of(conn: AsyncConnection, user_uuid: str, s: int) -> list[Access]:
-    rows = await conn.execute(text(ACCESS_SQL), {"s": s, "user": user_uuid})
+    # The user's id is looked up first: SQLite pushes a filter into each branch of the sources
+    # only when it holds no subquery, and without it every repository's sources are computed.
+    found_id = await conn.execute(text("SELECT id FROM names WHERE uuid = :u"), {"u": user_uuid})
+    user_id = found_id.scalar_one_or_none()
+    if user_id is None:
+        return []
+    rows = await conn.execute(text(ACCESS_SQL), {"s": s, "user_id": user_id})
     found = group_rows([dict(r._mapping) for r in rows])
     cache: dict[str, list[str]] = {}
     for access in found:

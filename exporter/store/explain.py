@@ -32,7 +32,7 @@ def _valid(alias: str, at_snapshot: bool) -> str:
 
 def sources_sql(*, at_snapshot: bool, repository: bool = False, user: bool = False) -> str:
     """The rows described above: at snapshot ``:s`` or on current knowledge; for one repository
-    (``:repository``, a uuid) or one user (``:user``, a uuid) when asked.
+    (``:repository``, a uuid) or one user (``:user_id``, the user's id in ``names``) when asked.
 
     Every branch names its own rows, so that SQLite pushes a filter on a name (``repository =
     'acme/api'``, ``user_name = ...``) or a uuid into each branch, which starts from an index:
@@ -100,7 +100,7 @@ def sources_sql(*, at_snapshot: bool, repository: bool = False, user: bool = Fal
     if repository:
         wanted.append("j.repository_uuid = :repository")
     if user:
-        wanted.append("j.user_id = (SELECT n.id FROM names n WHERE n.uuid = :user)")
+        wanted.append("j.user_id = :user_id")
     where = ("\n WHERE " + " AND ".join(wanted)) if wanted else ""
     return f"""WITH
 repos AS NOT MATERIALIZED (

@@ -64,7 +64,9 @@ GRANT_VERSIONS = (
     "CREATE UNIQUE INDEX ix_grant_versions_open ON grant_versions (scope_id, subject_id, "
     "object_id) WHERE valid_to IS NULL",
     "CREATE INDEX ix_grant_versions_subject ON grant_versions (subject_id)",
-    "CREATE INDEX ix_grant_versions_object ON grant_versions (object_id)",
+    # With the subject: who-can-access at a snapshot asks for one user's versions on one
+    # repository, among the thousands of versions of the repository (0.9 s to 0.27 s at huge).
+    "CREATE INDEX ix_grant_versions_object ON grant_versions (object_id, subject_id)",
     "CREATE INDEX ix_grant_versions_valid_from ON grant_versions (valid_from)",
     "CREATE INDEX ix_grant_versions_valid_to ON grant_versions (valid_to) "
     "WHERE valid_to IS NOT NULL",
