@@ -30,6 +30,12 @@ def _valid(alias: str, at_snapshot: bool) -> str:
     return f"{alias}.valid_to IS NULL"
 
 
+def _id_of(uuid_column: str) -> str:
+    """The column of ``repos`` holding the id in ``names`` of ``uuid_column`` (``r.uuid``,
+    ``r.project_uuid``, ``r.workspace_uuid``)."""
+    return uuid_column.replace("uuid", "id")
+
+
 def sources_sql(*, at_snapshot: bool, repository: bool = False, user: bool = False) -> str:
     """The rows described above: at snapshot ``:s`` or on current knowledge; for one repository
     (``:repository``, a uuid) or one user (``:user_id``, the user's id in ``names``) when asked.
@@ -52,9 +58,9 @@ def sources_sql(*, at_snapshot: bool, repository: bool = False, user: bool = Fal
         return f"\n       AND {v(alias)}" if at_snapshot else f" AND {v(alias)}"
 
     def held(alias: str, kind: str, of: str) -> str:
-        """Join the versions of scope ``kind`` of object ``of`` (``r.uuid``, ``r.project_uuid``,
-        ``r.workspace_uuid``; its id is the same name ending in ``_id``) as ``alias``."""
-        a, of_id = alias, of.replace("uuid", "id")
+        """Join the versions of scope ``kind`` of object ``of`` (a uuid column of ``repos``) as
+        ``alias``."""
+        a, of_id = alias, _id_of(of)
         return (f"JOIN scopes {a}s ON {a}s.kind = '{kind}' AND {a}s.object_uuid = {of}\n"
                 f"      JOIN grant_versions {a} ON {a}.scope_id = {a}s.id "
                 f"AND {a}.object_id = {of_id}\n"
@@ -83,7 +89,7 @@ def sources_sql(*, at_snapshot: bool, repository: bool = False, user: bool = Fal
         return (f"EXISTS (SELECT 1 FROM scopes es JOIN grant_versions e "
                 f"ON e.scope_id = es.id{join}\n"
                 f"     WHERE es.kind = '{kind}' AND es.object_uuid = {of}\n"
-                f"       AND e.object_id = {of.replace('uuid', 'id')} "
+                f"       AND e.object_id = {_id_of(of)} "
                 f"AND {who}.subject_id = ef.subject_id\n"
                 f"       AND {v('e')}{only})")
 

@@ -7,6 +7,7 @@ can be measured at a size and over a number of nights that HTTP would make slow.
 
 from __future__ import annotations
 
+import random
 import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -27,7 +28,7 @@ from exporter.crawl.records import (
 )
 from exporter.crawl.scopes import PER_OBJECT, WORKSPACE_WIDE
 from exporter.ration import REGISTER_BATCH
-from exporter.simulator import Org
+from exporter.simulator import Org, apply_churn
 from exporter.simulator.org import Workspace
 from exporter.store.database import open_database
 from exporter.store.writer import RunCounters, SnapshotWriter
@@ -182,3 +183,15 @@ class NightWriter:
         if self.engine is not None:
             await self.engine.dispose()
             self.engine = None
+
+
+async def churned_nights(db: Path, org: Org, nights: int, *, rate: float = 0.2) -> None:
+    """``nights`` snapshots of ``org`` into ``db``, a day of churn at ``rate`` after each (the
+    day's seed is its number). Mutates ``org``."""
+    writer = NightWriter(db)
+    try:
+        for day in range(nights):
+            await writer.night(org)
+            apply_churn(org, rng=random.Random(day), rate=rate)
+    finally:
+        await writer.close()

@@ -6,34 +6,23 @@ import asyncio
 import csv
 import io
 import json
-import random
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from exporter.diff_report import DiffFilter, write_diff
-from exporter.simulator import apply_churn, generate_org
+from exporter.simulator import generate_org
 from exporter.store.database import open_database
 from exporter.store.queries import diff
-from tests.bench.bench_records import NightWriter
+from tests.bench.bench_records import churned_nights
 
 
 @pytest.fixture(scope="module")
 def three_nights(tmp_path_factory: pytest.TempPathFactory) -> Path:
     db = tmp_path_factory.mktemp("stream") / "a.db"
 
-    async def write() -> None:
-        org = generate_org("small", 8)
-        nights = NightWriter(db)
-        try:
-            for day in range(3):
-                await nights.night(org)
-                apply_churn(org, rng=random.Random(day), rate=0.2)
-        finally:
-            await nights.close()
-
-    asyncio.run(write())
+    asyncio.run(churned_nights(db, generate_org("small", 8), 3))
     return db
 
 

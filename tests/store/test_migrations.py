@@ -17,7 +17,7 @@ from exporter.store.database import alembic_config, open_database
 from exporter.store.queries import CHANGE_COLUMNS
 from exporter.store.sql import DIFF_SQL
 from exporter.store.writer import RunCounters, SnapshotWriter
-from tests.bench.bench_records import FIRST_KINDS, NightWriter
+from tests.bench.bench_records import FIRST_KINDS, NightWriter, churned_nights
 
 QUERIES = {
     # The columns of every revision (0008 adds workspace_uuid: checked apart).
@@ -265,13 +265,7 @@ async def test_revision_0010_gives_grants_integer_ids_and_goes_back(tmp_path: Pa
     answers as before, both ways."""
     db = tmp_path / "a.db"
     org = generate_org("small", 7)
-    nights = NightWriter(db)
-    try:
-        for day in range(3):
-            await nights.night(org)
-            apply_churn(org, rng=random.Random(day), rate=0.2)
-    finally:
-        await nights.close()
+    await churned_nights(db, org, 3)
     sources = ("SELECT * FROM current_access_sources ORDER BY repository_uuid, user_uuid, "
                "source, group_uuid, project_uuid")  # fmt: skip
     grants = "SELECT * FROM grants ORDER BY id"
