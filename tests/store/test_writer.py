@@ -388,6 +388,35 @@ async def test_a_row_staged_twice_counts_once_with_its_last_value(tmp_path: Path
     ]
 
 
+async def test_a_first_night_keeps_the_last_of_a_row_staged_twice(tmp_path: Path) -> None:
+    """A first night inserts its grants as staged and builds the open index after them: a key
+    staged twice (paging drift) is found as it is built, and only its last row stays, as on any
+    other night. The merge goes on to complete the snapshot."""
+    path = tmp_path / "a.db"
+    engine = await open_database(path)
+    try:
+        writer = SnapshotWriter(engine, tool_version="test")
+        await writer.begin()
+        repos, grants = await writer.scope_ids([REPOS, direct(R1)])
+        await writer.stage(repos, [repository(R1)])
+        await writer.stage(grants, [grant(U1, R1, "read"), grant(U2, R1, "write")])
+        for _ in range(2):  # far apart: more rows than a batch in between
+            await writer.stage(grants, [grant(f"{{x{n}}}", R1) for n in range(STAGE_BATCH_ROWS)])
+        await writer.stage(grants, [grant(U1, R1, "admin")])
+        await writer.finish_scope(repos, Outcome.OK)
+        await writer.finish_scope(grants, Outcome.OK)
+        summary = await writer.complete(RunCounters())
+    finally:
+        await engine.dispose()
+    assert summary.status == "complete"
+    current = "SELECT subject_uuid, permission FROM grants WHERE valid_to IS NULL AND " \
+              "subject_uuid IN (?, ?) ORDER BY 1"  # fmt: skip
+    assert query(path, current, U1, U2) == [(U1, "admin"), (U2, "write")]
+    assert query(path, "SELECT count(*) FROM grants") == [(2 + STAGE_BATCH_ROWS,)]
+    index = "SELECT sql FROM sqlite_master WHERE name = 'ix_grant_versions_open'"
+    assert "UNIQUE" in query(path, index)[0][0]
+
+
 async def test_the_merge_finds_a_deleted_repository_by_its_uuid(tmp_path: Path) -> None:
     """The closure of a deleted object's child scopes looks the object up by its uuid. By
     ``valid_to`` instead (SQLite's choice without a hint), each child scope scanned every object
