@@ -84,6 +84,7 @@ observations = Table(
     #: Requests the observation took (pages read); the planner's estimate for the next run.
     Column("requests", Integer, nullable=False, default=0),
     PrimaryKeyConstraint("snapshot_id", "scope_id"),
+    sqlite_with_rowid=False,
 )
 
 objects = Table(
@@ -159,8 +160,8 @@ names = Table(
 change_log = Table(
     "change_log",
     metadata,
-    Column("id", Integer, primary_key=True),
-    Column("snapshot_id", Integer, nullable=False),  # indexed: ix_change_log_snapshot
+    Column("snapshot_id", Integer, nullable=False),
+    Column("id", Integer, nullable=False),  # numbers the entry within its snapshot
     Column("from_snapshot_id", Integer, nullable=False),
     Column("scope_id", Integer, nullable=False),
     #: 'object' or 'grant': the table whose versions ``old_id`` and ``new_id`` name (the version
@@ -171,6 +172,8 @@ change_log = Table(
     Column("change", Text, nullable=False),
     Column("attribute", Text),
     Column("reason", Text),
+    PrimaryKeyConstraint("snapshot_id", "id"),
+    sqlite_with_rowid=False,
 )
 
 #: The scopes a complete snapshot read ok for the first time: every version such a scope opened

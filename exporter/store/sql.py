@@ -301,8 +301,8 @@ REFRESH_LABELS = (
 
 #: The change rows of one pair (``:a``, ``:b``), baseline apart, as ``change_log`` stores them.
 #: ``reason`` is kept as text: it describes the facts at ``b``, which never change.
-LOG_SELECT = f"""SELECT c.b, c.a, c.scope_id, 'object', c.old_id, c.new_id, c.change, c.attribute,
-       NULL
+LOG_SELECT = f"""SELECT c.b AS snapshot_id, c.a AS from_snapshot_id, c.scope_id, 'object' AS fact,
+       c.old_id, c.new_id, c.change, c.attribute, NULL AS reason
   FROM object_changes c WHERE c.change <> 'baseline'
 UNION ALL
 SELECT c.b, c.a, c.scope_id, 'grant', c.old_id, c.new_id,
@@ -312,10 +312,12 @@ SELECT c.b, c.a, c.scope_id, 'grant', c.old_id, c.new_id,
   FROM grant_changes c WHERE c.change <> 'baseline'"""
 
 #: What the merge of snapshot ``:b`` writes, ``:a`` being the complete snapshot before it (0 for
-#: the first), then ``BASELINE_SCOPES``.
+#: the first), then ``BASELINE_SCOPES``. The entries are numbered within their snapshot
+#: (``change_log`` is keyed by snapshot and number).
 LOG_CHANGES = (
-    "INSERT INTO change_log (snapshot_id, from_snapshot_id, scope_id, fact, old_id, new_id,\n"
-    "                        change, attribute, reason)\n" + changes_sql(ONE_PAIR, LOG_SELECT)
+    "INSERT INTO change_log (id, snapshot_id, from_snapshot_id, scope_id, fact, old_id, new_id,\n"
+    "                        change, attribute, reason)\n"
+    + changes_sql(ONE_PAIR, f"SELECT row_number() OVER (), * FROM (\n{LOG_SELECT})")
 )
 #: The scopes whose rows of the pair are ``baseline``, by the rules above without running them over
 #: every change (at ``huge`` that took about 1 s a night to find a few dozen scopes, and 24 s to

@@ -340,3 +340,53 @@ async def test_revision_0011_counts_access_without_the_workspace_names_and_goes_
     with sqlite3.connect(db) as conn:
         assert {view: conn.execute(sql).fetchall() for view, sql in every_row.items()} == at_head
         assert names_searched_by_uuid(conn) == []
+
+
+async def test_revision_0012_stores_observations_and_the_change_log_by_key_and_goes_back(
+    tmp_path: Path,
+) -> None:
+    """From 0012 ``observations`` and ``change_log`` have no rowid and no second copy of their
+    key: the database is smaller, and every view answers as before, both ways. Entries written
+    at 0012 are numbered within their snapshot; going back numbers them all again."""
+    db = tmp_path / "a.db"
+    org = generate_org("small", 7)
+    await churned_nights(db, org, 3)
+    indexes = "SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = ? ORDER BY 1"
+    rowid_tables = ("SELECT name FROM sqlite_master WHERE type = 'table' AND name IN "
+                    "('observations', 'change_log') AND sql NOT LIKE '%WITHOUT ROWID'")  # fmt: skip
+    log = "SELECT snapshot_id, id FROM change_log ORDER BY 1, 2"
+    with sqlite3.connect(db) as conn:
+        assert conn.execute(rowid_tables).fetchall() == []
+        assert conn.execute(indexes, ("change_log",)).fetchall() == []  # its key is the table
+        entries = conn.execute(log).fetchall()
+        # Numbered within each snapshot: 1, 2, ... again for the next.
+        assert [n for _s, n in entries if _s == entries[-1][0]][:2] == [1, 2]
+        assert len({n for _s, n in entries}) < len(entries)
+    before = answers(db)
+    assert before["access_changes"]
+
+    await to_revision(db, "0011")
+    with sqlite3.connect(db) as conn:
+        assert {name for (name,) in conn.execute(rowid_tables)} == {"observations", "change_log"}
+        assert ("ix_change_log_snapshot",) in conn.execute(indexes, ("change_log",)).fetchall()
+        ids = [i for _s, i in conn.execute(log)]
+        assert ids == list(range(1, len(entries) + 1))  # numbered again, one sequence
+    assert answers(db) == before
+
+    engine = await open_database(db)  # upgraded again; quick_check finds nothing amiss
+    await engine.dispose()
+    assert answers(db) == before
+    with sqlite3.connect(db) as conn:
+        assert conn.execute(rowid_tables).fetchall() == []
+        assert conn.execute("PRAGMA quick_check").fetchall() == [("ok",)]
+    nights = NightWriter(db)  # nights go on: new entries beside the renumbered ones
+    try:
+        apply_churn(org, rng=random.Random(9), rate=0.2)
+        await nights.night(org)
+    finally:
+        await nights.close()
+    with sqlite3.connect(db) as conn:
+        newest = conn.execute("SELECT max(snapshot_id), count(*) FROM change_log "
+                              "WHERE snapshot_id = (SELECT max(snapshot_id) FROM change_log)"
+                              ).fetchone()  # fmt: skip
+    assert newest[0] == 4 and newest[1] > 0
