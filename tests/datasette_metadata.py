@@ -76,6 +76,11 @@ TABLES: dict[str, dict[str, Any]] = {
             "scope_id": "The scope (listing) the fact was read from.",
         },
     },
+    "latest_access_changes": {
+        "description": "access_changes of the latest complete snapshot: what changed last "
+                       "night. Reads that snapshot's log only, however long the history.",
+        "columns": {},  # access_changes' columns, filled in below
+    },
     "access_at": {
         "description": "Knowledge at every complete snapshot: one row per (snapshot, subject, "
                        "object, permission, source). Filter on snapshot_id for what access "
@@ -204,6 +209,7 @@ TABLES: dict[str, dict[str, Any]] = {
         },
     },
 }
+TABLES["latest_access_changes"]["columns"] = TABLES["access_changes"]["columns"]
 
 DIFF_QUERY = {
     "title": "What changed between two snapshots",

@@ -25,7 +25,7 @@ import pytest
 from exporter.cli import build_parser, main
 from exporter.demo import run_demo
 from exporter.store.explain import sources_sql
-from exporter.store.sql import DIFF_SQL
+from exporter.store.sql import DIFF_SQL, LATEST_ACCESS_CHANGES_SQL
 from tests import datasette_metadata
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -40,7 +40,7 @@ MINIMUM_QUERIES = 12
 DESCRIBED_VIEWS = {
     "access_changes", "access_at", "current_access", "current_access_sources",
     "current_repository_permissions", "current_explicit_grants", "current_group_members",
-    "scope_freshness", "current_objects",
+    "scope_freshness", "current_objects", "latest_access_changes",
 }
 
 
@@ -228,6 +228,17 @@ def test_the_view_of_sources_is_the_sql_who_can_access_runs(demo: sqlite3.Connec
         "SELECT sql FROM sqlite_master WHERE name = 'current_access_sources'"
     ).fetchone()
     assert sql == f"CREATE VIEW current_access_sources AS\n{sources_sql(at_snapshot=False)}"
+
+
+def test_the_view_of_the_latest_changes_is_access_changes_from_the_latest(
+    demo: sqlite3.Connection,
+) -> None:
+    """``latest_access_changes`` (written by a migration) is the code's ``access_changes`` with
+    each branch starting from the latest complete snapshot."""
+    (sql,) = demo.execute(
+        "SELECT sql FROM sqlite_master WHERE name = 'latest_access_changes'"
+    ).fetchone()
+    assert sql == f"CREATE VIEW latest_access_changes AS\n{LATEST_ACCESS_CHANGES_SQL}"
 
 
 @pytest.mark.parametrize("command", [["who-can-access", "acme/api"], ["diff"]])

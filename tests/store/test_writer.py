@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import re
 import sqlite3
 from contextlib import closing
 from pathlib import Path
@@ -539,6 +540,42 @@ def test_a_week_of_access_changes_by_date_does_not_read_every_version(
             "EXPLAIN QUERY PLAN SELECT * FROM access_changes "
             "WHERE snapshot_at >= date('now', '-7 days')")]
     assert not [step for step in plan if step in ("SCAN o", "SCAN g", "SCAN c")], plan
+
+
+async def test_latest_access_changes_are_the_latest_complete_snapshots_and_read_only_them(
+    tmp_path: Path,
+) -> None:
+    """``latest_access_changes`` answers as ``access_changes`` of the latest complete snapshot (a
+    failed run after it changes nothing), and reads that snapshot's log only; the same filter
+    on ``access_changes``, a subquery, reads every night's log."""
+    path = tmp_path / "a.db"
+    engine = await open_database(path)
+    try:
+        await snapshot(engine, [(REPOS, Outcome.OK, [repository(R1)]),
+                                (direct(R1), Outcome.OK, [grant(U1, R1, "read")])])
+        await snapshot(engine, [(REPOS, Outcome.OK, [repository(R1), repository(R2)]),
+                                (direct(R1), Outcome.OK, [grant(U1, R1, "write"),
+                                                          grant(U2, R1, "read")])])
+        writer = SnapshotWriter(engine, tool_version="test")
+        await writer.begin()
+        await writer.fail("the network went away", RunCounters())
+    finally:
+        await engine.dispose()
+    latest = query(path, "SELECT * FROM latest_access_changes ORDER BY object_uuid, subject_uuid")
+    by_subquery = query(path, "SELECT * FROM access_changes WHERE snapshot_id = (SELECT max(id) "
+                              "FROM snapshots WHERE status = 'complete') "
+                              "ORDER BY object_uuid, subject_uuid")  # fmt: skip
+    assert latest == by_subquery
+    assert {(row[0], row[8]) for row in latest} == {(2, "created"), (2, "raised"), (2, "granted")}
+
+    def scans(sql: str) -> list[str]:
+        plan = [row[3] for row in query(path, f"EXPLAIN QUERY PLAN {sql}")]
+        return [step for step in plan if re.match(r"SCAN (sn|snapshots)\b", step)]
+
+    assert scans("SELECT * FROM latest_access_changes") == []
+    assert scans(
+        "SELECT * FROM access_changes WHERE snapshot_id = (SELECT max(id) FROM snapshots)"
+    )  # why the view is there
 
 
 async def _fresh(path: Path) -> None:
