@@ -236,7 +236,7 @@ def test_kill_9_during_the_merge_leaves_the_database_as_it_was(
     assert cli.sql("SELECT status, message FROM snapshots WHERE id = 2") == [
         ("aborted", DEAD_RUN_MESSAGE)
     ]
-    the_line(cli.stderr, "merging snapshot 3 (", "staged rows)")
+    the_line(cli.stderr, "merging snapshot 3 (", "rows in the stage)")
     the_line(cli.stderr, "merged snapshot 3 in")
     assert reported(cli, 1, 3) == truth(org, churn)
 
