@@ -20,7 +20,7 @@ from datetime import UTC, datetime
 from sys import intern
 
 from sqlalchemy import bindparam, insert, select, text, update
-from sqlalchemy.exc import IntegrityError, OperationalError
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from exporter.crawl.records import (
@@ -184,26 +184,16 @@ INSERT_FRESH_GRANTS = """INSERT INTO grant_versions (scope_id, subject_type, sub
           AND st.scope_id IN (SELECT scope_id FROM temp.merge_fresh_scopes)
         ORDER BY st.scope_id, st.subject_id, st.object_id"""
 #: The same where ``grant_versions`` has no open version at all (a first night): every scope read
-#: ok is fresh, and no statement looks a staged grant up by its key, so none is built. The rows
-#: go in as they were staged, without ``ix_grant_versions_open``, which is built once they are all
-#: in (``_insert_first_grants``). At ``huge``, three merges each way: sorting 5.1 million whole
-#: rows to insert them in the index's order took 8.3-12.3 s; the insert and the index built after
-#: it take 6.7-7.5 s.
-INSERT_FIRST_GRANTS = INSERT_FRESH_GRANTS.replace(
-    "ORDER BY st.scope_id, st.subject_id, st.object_id", "ORDER BY st.rowid"
+#: ok is fresh, and no statement looks a staged grant up by its key, so none is built. The rows are
+#: sorted as they are inserted, the last one staged of each key first; ``ix_grant_versions_open``
+#: keeps it and ignores the others. At ``huge`` the key took 6 s and 1.1 GB of the stage file to
+#: build, and the removal of the repeats 2 s more. Inserted in stage order and indexed after, the
+#: merge took 2 to 5 s less, but the table's rows lay in the order pages came: a question that
+#: reads open grants through ``ix_grant_versions_open`` (the cookbook's repositories without an
+#: admin, say) then read a page of the table for every few rows, three times as long.
+INSERT_FRESH_GRANTS_UNKEYED = (
+    INSERT_FRESH_GRANTS.replace("INSERT INTO", "INSERT OR IGNORE INTO", 1) + ", st.rowid DESC"
 )
-#: A key staged twice (paging drift the client's window did not catch) is inserted twice; the
-#: last one staged, which has the larger id, counts. Only when building the open index finds such
-#: a key: the night's rows (ids above ``:before``) are sorted once more by key. At ``huge`` the
-#: failed build and this sort make the merge about 12 s longer (the old sorted insert of every
-#: first night cost 2 to 5 s more than the insert and the build without a repeat).
-DROP_FIRST_REPEATS = """DELETE FROM grant_versions
-        WHERE id IN (SELECT id FROM (
-                       SELECT id, row_number() OVER (PARTITION BY scope_id, subject_id, object_id
-                                                     ORDER BY id DESC) AS nth
-                         FROM grant_versions WHERE id > :before)
-                      WHERE nth > 1)"""
-OPEN_INDEX = "ix_grant_versions_open"
 
 #: The open versions that a listing staged as what changed shows with another permission. With
 #: no open grant anywhere it finds none, and without the stage's key it reads every staged row
@@ -372,8 +362,7 @@ async def merge_staged(conn: AsyncConnection, snapshot_id: int) -> None:
                 if not objects_closed:
                     continue
             if not keyed and statement is INSERT_FRESH_GRANTS:
-                await _insert_first_grants(conn, snapshot_id)
-                continue
+                statement = INSERT_FRESH_GRANTS_UNKEYED
             await conn.execute(text(statement), {"s": snapshot_id})
         for statement in rebuilt:
             await conn.execute(text(statement))
@@ -394,7 +383,7 @@ BULK_MIN_ROWS = 10_000
 
 async def _any_open_grant(conn: AsyncConnection) -> bool:
     """Whether ``grant_versions`` has an open version: if not, every scope is read for the first
-    time (``INSERT_FIRST_GRANTS``)."""
+    time (``INSERT_FRESH_GRANTS_UNKEYED``)."""
     found = await conn.execute(
         text("SELECT EXISTS (SELECT 1 FROM grant_versions WHERE valid_to IS NULL)")
     )
@@ -428,26 +417,6 @@ async def _is_bulk(conn: AsyncConnection) -> bool:
         return False
     log.info("a bulk merge: %d rows staged, %d open", staged, open_)
     return True
-
-
-async def _insert_first_grants(conn: AsyncConnection, snapshot_id: int) -> None:
-    """``INSERT_FIRST_GRANTS`` with the open index built after the rows are in; a key staged
-    twice found by building it (a unique index) is dropped but for its last row, and the index
-    built again."""
-    found = await conn.execute(
-        text("SELECT sql FROM sqlite_master WHERE type = 'index' AND name = :n"), {"n": OPEN_INDEX}
-    )
-    build = str(found.scalar_one())
-    last = await conn.execute(text("SELECT coalesce(max(id), 0) FROM grant_versions"))
-    before = int(last.scalar_one())
-    await conn.execute(text(f"DROP INDEX {OPEN_INDEX}"))
-    await conn.execute(text(INSERT_FIRST_GRANTS), {"s": snapshot_id})
-    try:
-        await conn.execute(text(build))
-    except IntegrityError:  # the statement alone is undone; the transaction goes on
-        log.info("a key staged twice: keeping its last row")
-        await conn.execute(text(DROP_FIRST_REPEATS), {"before": before})
-        await conn.execute(text(build))
 
 
 async def _set_aside_grant_indexes(conn: AsyncConnection) -> list[str]:

@@ -389,10 +389,13 @@ async def test_a_row_staged_twice_counts_once_with_its_last_value(tmp_path: Path
     ]
 
 
-async def test_a_first_night_keeps_the_last_of_a_row_staged_twice(tmp_path: Path) -> None:
-    """A first night inserts its grants as staged and builds the open index after them: a key
-    staged twice (paging drift) is found as it is built, and only its last row stays, as on any
-    other night. The merge goes on to complete the snapshot."""
+async def test_a_first_night_keeps_the_last_of_a_row_staged_twice_and_stores_grants_by_key(
+    tmp_path: Path,
+) -> None:
+    """A first night keeps the last row of a key staged twice (paging drift), as any other night
+    does, and stores its grants in the order of their key, not in the order pages came: a
+    question reading open grants through their index then reads the table in order (three
+    times as fast at ``huge`` as in page order)."""
     path = tmp_path / "a.db"
     engine = await open_database(path)
     try:
@@ -414,8 +417,9 @@ async def test_a_first_night_keeps_the_last_of_a_row_staged_twice(tmp_path: Path
               "subject_uuid IN (?, ?) ORDER BY 1"  # fmt: skip
     assert query(path, current, U1, U2) == [(U1, "admin"), (U2, "write")]
     assert query(path, "SELECT count(*) FROM grants") == [(2 + STAGE_BATCH_ROWS,)]
-    index = "SELECT sql FROM sqlite_master WHERE name = 'ix_grant_versions_open'"
-    assert "UNIQUE" in query(path, index)[0][0]
+    out_of_order = ("SELECT count(*) FROM (SELECT id, lag(id) OVER (ORDER BY scope_id, "
+                    "subject_id, object_id) AS before FROM grant_versions) WHERE id < before")
+    assert query(path, out_of_order) == [(0,)]
 
 
 async def test_the_merge_finds_a_deleted_repository_by_its_uuid(tmp_path: Path) -> None:
