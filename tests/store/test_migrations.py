@@ -360,8 +360,8 @@ async def test_revision_0012_stores_observations_and_the_change_log_by_key_and_g
         assert conn.execute(indexes, ("change_log",)).fetchall() == []  # its key is the table
         entries = conn.execute(log).fetchall()
         # Numbered within each snapshot: 1, 2, ... again for the next.
-        assert [n for _s, n in entries if _s == entries[-1][0]][:2] == [1, 2]
-        assert len({n for _s, n in entries}) < len(entries)
+        assert [n for snapshot, n in entries if snapshot == entries[-1][0]][:2] == [1, 2]
+        assert len({n for _snapshot, n in entries}) < len(entries)
     before = answers(db)
     assert before["access_changes"]
 
@@ -369,7 +369,7 @@ async def test_revision_0012_stores_observations_and_the_change_log_by_key_and_g
     with sqlite3.connect(db) as conn:
         assert {name for (name,) in conn.execute(rowid_tables)} == {"observations", "change_log"}
         assert ("ix_change_log_snapshot",) in conn.execute(indexes, ("change_log",)).fetchall()
-        ids = [i for _s, i in conn.execute(log)]
+        ids = [n for _snapshot, n in conn.execute(log)]
         assert ids == list(range(1, len(entries) + 1))  # numbered again, one sequence
     assert answers(db) == before
 
