@@ -188,6 +188,20 @@ baseline_scopes = Table(
     sqlite_with_rowid=False,
 )
 
+#: The open effective grants (``repository_permissions``) that no recorded source explains, by
+#: their key: kept by the merge (``unexplained``), read by ``current_access_sources``.
+unexplained_access = Table(
+    "unexplained_access",
+    metadata,
+    # Key columns first, in the key's order: SQLite 3.40's quick_check reports a WITHOUT ROWID
+    # table whose key is in another order as damaged ("NULL value in ...").
+    Column("subject_id", Integer, nullable=False),
+    Column("object_id", Integer, nullable=False),
+    Column("scope_id", Integer, nullable=False),
+    PrimaryKeyConstraint("subject_id", "object_id", "scope_id"),
+    sqlite_with_rowid=False,
+)
+
 stage_observations = Table(
     "stage_observations",
     metadata,

@@ -43,6 +43,7 @@ from exporter.store.sql import (
     PREVIOUS_COMPLETE,
     REFRESH_LABELS,
 )
+from exporter.store.unexplained import update_unexplained
 
 log = logging.getLogger(__name__)
 
@@ -340,9 +341,10 @@ STAGED_ROWS = (
 
 
 async def merge_staged(conn: AsyncConnection, snapshot_id: int) -> None:
-    """Merge the staged rows of ``snapshot_id``'s ok observations into the versioned facts, log
-    what changed since the complete snapshot before it, and refresh the labels, the names and
-    the small tables' statistics, inside the caller's transaction."""
+    """Merge the staged rows of ``snapshot_id``'s ok observations into the versioned facts, bring
+    the effective access no source explains up to date, log what changed since the complete
+    snapshot before it, and refresh the labels, the names and the small tables' statistics,
+    inside the caller's transaction."""
     bulk = await _is_bulk(conn)
     if bulk:  # a nightly merge changes a few percent and keeps the stage's smaller cache
         await conn.execute(text(f"PRAGMA cache_size=-{MERGE_CACHE_KIB}"))
@@ -366,6 +368,7 @@ async def merge_staged(conn: AsyncConnection, snapshot_id: int) -> None:
             await conn.execute(text(statement), {"s": snapshot_id})
         for statement in rebuilt:
             await conn.execute(text(statement))
+        await update_unexplained(conn, snapshot_id, whole=bulk)
         await log_changes(conn, snapshot_id)
         for statement in (*REFRESH_LABELS, *ANALYZE_SMALL):
             await conn.execute(text(statement), {"s": snapshot_id})

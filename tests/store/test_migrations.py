@@ -18,6 +18,7 @@ from exporter.store.queries import CHANGE_COLUMNS
 from exporter.store.sql import DIFF_SQL
 from exporter.store.writer import RunCounters, SnapshotWriter
 from tests.bench.bench_records import FIRST_KINDS, NightWriter, churned_nights
+from tests.store.test_unexplained import SOURCES_GO_WHILE_THE_EFFECTIVE_LISTING_FAILS, run_nights
 
 QUERIES = {
     # The columns of every revision (0008 adds workspace_uuid: checked apart).
@@ -390,3 +391,39 @@ async def test_revision_0012_stores_observations_and_the_change_log_by_key_and_g
                               "WHERE snapshot_id = (SELECT max(snapshot_id) FROM change_log)"
                               ).fetchone()  # fmt: skip
     assert newest[0] == 4 and newest[1] > 0
+
+
+@pytest.mark.parametrize("org", [False, True], ids=["sources that went", "a churned org"])
+async def test_revision_0014_keeps_the_access_no_source_explains_and_goes_back(
+    tmp_path: Path, org: bool
+) -> None:
+    """From 0014 ``current_access_sources`` reads the effective access no source explains from
+    ``unexplained_access``, which the upgrade fills for the current knowledge: every row answers
+    as at 0013, both ways."""
+    db = tmp_path / "a.db"
+    if org:
+        await churned_nights(db, generate_org("small", 7), 2)
+    else:  # two reaches whose sources went while the effective listing failed
+        await run_nights(db, SOURCES_GO_WHILE_THE_EFFECTIVE_LISTING_FAILS[:2])
+    every_row = (
+        "SELECT * FROM current_access_sources "
+        "ORDER BY repository_uuid, user_uuid, source, group_uuid, project_uuid"
+    )
+    unexplained = "SELECT count(*) FROM unexplained_access"
+    with sqlite3.connect(db) as conn:
+        at_head = conn.execute(every_row).fetchall()
+        kept = conn.execute(unexplained).fetchone()[0]
+    assert at_head and kept == sum(1 for row in at_head if row[4] is None)
+    assert kept == (0 if org else 2)
+
+    await to_revision(db, "0013")
+    assert "unexplained_access" not in tables(db)
+    with sqlite3.connect(db) as conn:
+        assert conn.execute(every_row).fetchall() == at_head
+
+    engine = await open_database(db)
+    await engine.dispose()
+    with sqlite3.connect(db) as conn:
+        assert conn.execute(unexplained).fetchone()[0] == kept
+        assert conn.execute(every_row).fetchall() == at_head
+        assert conn.execute("PRAGMA quick_check").fetchall() == [("ok",)]

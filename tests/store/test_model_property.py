@@ -37,6 +37,7 @@ from exporter.store.writer import (
     SnapshotWriter,
 )
 from tests.store.naive import OUTCOMES, Facts, NaiveScope, NaiveStore, Names
+from tests.store.test_unexplained import check_against_every_grant
 
 WS = "{ws}"
 REPOS = ["{r1}", "{r2}", "{r3}"]
@@ -354,6 +355,9 @@ async def check_against_naive(path: Path, nights: list[Night]) -> None:
             view = "SELECT * FROM access_changes WHERE snapshot_id = :b AND :a = :a"
             previous = complete[i - 1] if i else 0
             assert await real_diff(engine, previous, b, view) == naive.diff(previous, b), b
+        # The effective access no source explains, kept by the merges, is the same question asked
+        # of every grant (crashed runs, closures, skipped and unfinished scopes included).
+        await check_against_every_grant(engine)
     finally:
         await engine.dispose()
 
