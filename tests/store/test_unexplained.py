@@ -294,6 +294,25 @@ async def test_each_source_that_ends_or_begins_changes_the_answer(
     assert [_reach(rows) for rows in found] == expected
 
 
+@pytest.mark.parametrize("rebuild", [False, True], ids=["pair by pair", "whole"])
+async def test_effective_access_that_begins_or_ends_without_a_source(
+    tmp_path: Path, rebuild: bool
+) -> None:
+    """{u1}'s read on {r1} comes with no source, is raised, then ends; {u2}'s comes with one."""
+    reads = {("{u2}", "{r1}"): "read"}
+    nights = [
+        _night(repos=LISTED, effective=reads, direct=reads),
+        _night(repos=LISTED, effective={**reads, ("{u1}", "{r1}"): "read"}, direct=reads),
+        _night(repos=LISTED, effective={**reads, ("{u1}", "{r1}"): "admin"}, direct=reads),
+        _night(repos=LISTED, effective=reads, direct=reads),
+    ]
+    with mock.patch.object(unexplained, "REBUILD_PAIRS", -1 if rebuild else 10**9):
+        found = await run_nights(tmp_path / "a.db", nights)
+    assert [_reach(rows) for rows in found] == [
+        [], [("{ws}/r1", "{u1}", "read")], [("{ws}/r1", "{u1}", "admin")], []
+    ]
+
+
 @settings(
     max_examples=100,
     deadline=None,
