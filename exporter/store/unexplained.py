@@ -26,6 +26,7 @@ snapshot (``who-can-access``'s SQL), night after night, through both ways.
 from __future__ import annotations
 
 import logging
+import time
 
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -300,6 +301,7 @@ async def update_unexplained(conn: AsyncConnection, snapshot_id: int, *, whole: 
     transaction: rebuilt ``whole`` (a bulk merge), else for the pairs the merge may have
     changed, or whole if they are more than ``REBUILD_PAIRS``."""
     params = {"s": snapshot_id}
+    started = time.monotonic()
     if not whole:
         for statement in AFFECTED_PAIRS:
             await conn.execute(text(statement), params)
@@ -308,12 +310,12 @@ async def update_unexplained(conn: AsyncConnection, snapshot_id: int, *, whole: 
         ).scalar_one()
         whole = pairs > REBUILD_PAIRS
         if not whole:
-            log.debug("asking %d (user, repository) pairs again", pairs)
             for statement in RECHECK:
                 await conn.execute(text(statement), params)
+            log.info("asked %d (user, repository) pairs again whether a source explains their "
+                     "access in %.1f s", pairs, time.monotonic() - started)  # fmt: skip
             return
         await conn.execute(text("DROP TABLE temp.unexplained_pairs"))
-    log.info("finding the effective access no source explains")
     cache = (await conn.execute(text("PRAGMA cache_size"))).scalar_one()
     await conn.execute(text(f"PRAGMA cache_size=-{REBUILD_CACHE_KIB}"))
     try:
@@ -321,3 +323,5 @@ async def update_unexplained(conn: AsyncConnection, snapshot_id: int, *, whole: 
             await conn.execute(text(statement), params)
     finally:
         await conn.execute(text(f"PRAGMA cache_size={int(cache)}"))
+    log.info("found the effective access no source explains in %.1f s",
+             time.monotonic() - started)  # fmt: skip

@@ -6,6 +6,7 @@ leave and come back; rebuilt whole and brought up to date pair by pair."""
 from __future__ import annotations
 
 import asyncio
+import logging
 import shutil
 import tempfile
 from collections import Counter
@@ -296,9 +297,11 @@ async def test_each_source_that_ends_or_begins_changes_the_answer(
 
 @pytest.mark.parametrize("rebuild", [False, True], ids=["pair by pair", "whole"])
 async def test_effective_access_that_begins_or_ends_without_a_source(
-    tmp_path: Path, rebuild: bool
+    tmp_path: Path, rebuild: bool, caplog: pytest.LogCaptureFixture
 ) -> None:
-    """{u1}'s read on {r1} comes with no source, is raised, then ends; {u2}'s comes with one."""
+    """{u1}'s read on {r1} comes with no source, is raised, then ends; {u2}'s comes with one. The
+    merge says which way it kept the answer."""
+    caplog.set_level(logging.INFO, logger="exporter.store.unexplained")
     reads = {("{u2}", "{r1}"): "read"}
     nights = [
         _night(repos=LISTED, effective=reads, direct=reads),
@@ -311,6 +314,17 @@ async def test_effective_access_that_begins_or_ends_without_a_source(
     assert [_reach(rows) for rows in found] == [
         [], [("{ws}/r1", "{u1}", "read")], [("{ws}/r1", "{u1}", "admin")], []
     ]
+    said = [r.getMessage() for r in caplog.records]
+    if rebuild:
+        assert len([m for m in said if m.startswith("found the effective access no source "
+                                                    "explains in ")]) == 4  # fmt: skip
+    else:  # {u2} and {r1} on the first night; {u1}'s read as it comes and as it goes
+        assert [m.split(" in ")[0] for m in said if m.startswith("asked ")] == [
+            "asked 1 (user, repository) pairs again whether a source explains their access",
+            "asked 1 (user, repository) pairs again whether a source explains their access",
+            "asked 0 (user, repository) pairs again whether a source explains their access",
+            "asked 1 (user, repository) pairs again whether a source explains their access",
+        ]
 
 
 @settings(
