@@ -231,8 +231,9 @@ AFFECTED_PAIRS = (
 
 #: Ask the affected pairs again: drop their rows, keep the open effective grants of them that no
 #: source explains. The question is the view's (``explain.explained_sql``), with each
-#: repository's scopes looked up once (``unexplained_repos``), not once a source and a pair:
-#: 5 µs a pair instead of 14 at ``huge``.
+#: repository's scopes looked up once (``unexplained_repos``), not once a source and a pair
+#: (5 µs a pair instead of 14 at ``huge``), and the one-look-up sources first: a workspace's
+#: owners alone hold 38 % of its effective grants there.
 RECHECK = (
     """DELETE FROM unexplained_access
         WHERE (subject_id, object_id) IN (SELECT subject_id, object_id
@@ -269,12 +270,13 @@ RECHECK = (
               SELECT 1 FROM temp.unexplained_repos r
                WHERE r.id = ef.object_id
                  AND (EXISTS (SELECT 1 FROM grant_versions e
-                               WHERE e.scope_id = r.user_scope AND e.subject_id = ef.subject_id
-                                 AND e.object_id = r.id AND e.valid_to IS NULL)
-                      OR EXISTS (SELECT 1 FROM grant_versions m CROSS JOIN grant_versions e
-                                  WHERE m.scope_id = r.members_scope
-                                    AND m.subject_id = ef.subject_id AND m.valid_to IS NULL
-                                    AND e.scope_id = r.group_scope AND e.subject_id = m.object_id
+                               WHERE e.scope_id = r.roles_scope
+                                 AND e.subject_id = ef.subject_id
+                                 AND e.object_id = r.workspace_id AND e.valid_to IS NULL
+                                 AND e.permission = 'owner')
+                      OR EXISTS (SELECT 1 FROM grant_versions e
+                                  WHERE e.scope_id = r.user_scope
+                                    AND e.subject_id = ef.subject_id
                                     AND e.object_id = r.id AND e.valid_to IS NULL)
                       OR EXISTS (SELECT 1 FROM grant_versions e
                                   WHERE e.scope_id = r.project_scope
@@ -283,14 +285,14 @@ RECHECK = (
                       OR EXISTS (SELECT 1 FROM grant_versions m CROSS JOIN grant_versions e
                                   WHERE m.scope_id = r.members_scope
                                     AND m.subject_id = ef.subject_id AND m.valid_to IS NULL
+                                    AND e.scope_id = r.group_scope AND e.subject_id = m.object_id
+                                    AND e.object_id = r.id AND e.valid_to IS NULL)
+                      OR EXISTS (SELECT 1 FROM grant_versions m CROSS JOIN grant_versions e
+                                  WHERE m.scope_id = r.members_scope
+                                    AND m.subject_id = ef.subject_id AND m.valid_to IS NULL
                                     AND e.scope_id = r.project_group_scope
                                     AND e.subject_id = m.object_id
-                                    AND e.object_id = r.project_id AND e.valid_to IS NULL)
-                      OR EXISTS (SELECT 1 FROM grant_versions e
-                                  WHERE e.scope_id = r.roles_scope
-                                    AND e.subject_id = ef.subject_id
-                                    AND e.object_id = r.workspace_id AND e.valid_to IS NULL
-                                    AND e.permission = 'owner')))""",
+                                    AND e.object_id = r.project_id AND e.valid_to IS NULL)))""",
     "DROP TABLE temp.unexplained_repos",
     "DROP TABLE temp.unexplained_pairs",
 )
