@@ -36,62 +36,6 @@ def _id_of(uuid_column: str) -> str:
     return uuid_column.replace("uuid", "id")
 
 
-def _and_valid(alias: str, at_snapshot: bool) -> str:
-    """`` AND`` the versions of ``alias`` valid; at a snapshot, on a line of its own (the SQL
-    ``--sql`` prints stays within 100 characters a line)."""
-    valid = _valid(alias, at_snapshot)
-    return f"\n       AND {valid}" if at_snapshot else f" AND {valid}"
-
-
-def repos_cte(at_snapshot: bool) -> str:
-    """``repos``: every repository listed at ``:s`` (or now), with the ids in ``names`` of
-    itself, its project and its workspace."""
-    valid = _and_valid("o", at_snapshot)
-    return f"""repos AS NOT MATERIALIZED (
-    SELECT o.uuid, o.parent_uuid AS project_uuid, sc.object_uuid AS workspace_uuid,
-           rn.id, pn.id AS project_id, wn.id AS workspace_id
-      FROM scopes sc JOIN objects o ON o.scope_id = sc.id
-      JOIN names rn ON rn.uuid = o.uuid
-      LEFT JOIN names pn ON pn.uuid = o.parent_uuid
-      LEFT JOIN names wn ON wn.uuid = sc.object_uuid
-     WHERE sc.kind = 'repositories' AND o.object_type = 'repository'{valid})"""
-
-
-def member_join(at_snapshot: bool) -> str:
-    """Join the members ``m`` of the group ``e.subject_id``, in the workspace of ``r``."""
-    return f"""JOIN scopes ms
-        ON ms.kind = 'groups' AND ms.object_uuid = r.workspace_uuid
-      JOIN grant_versions m ON m.scope_id = ms.id AND m.object_id = e.subject_id
-       AND {_valid("m", at_snapshot)}"""
-
-
-def explained_sql(at_snapshot: bool) -> str:
-    """Whether a recorded source of the repository ``r`` reaches the user of the effective row
-    ``ef``: one ``EXISTS`` a source."""
-
-    def source_exists(kind: str, of: str, *, group: bool = False, owner: bool = False) -> str:
-        """Whether a source of ``kind`` on ``of`` (the repository, its project or its
-        workspace) reaches the user of ``ef``."""
-        join, who = (f"\n      {member_join(at_snapshot)}", "m") if group else ("", "e")
-        only = ""
-        if owner:
-            only = ("\n       " if at_snapshot else " ") + "AND e.permission = 'owner'"
-        return (f"EXISTS (SELECT 1 FROM scopes es JOIN grant_versions e "
-                f"ON e.scope_id = es.id{join}\n"
-                f"     WHERE es.kind = '{kind}' AND es.object_uuid = {of}\n"
-                f"       AND e.object_id = {_id_of(of)} "
-                f"AND {who}.subject_id = ef.subject_id\n"
-                f"       AND {_valid('e', at_snapshot)}{only})")
-
-    return "\n           OR ".join((
-        source_exists("repository_user_grants", "r.uuid"),
-        source_exists("repository_group_grants", "r.uuid", group=True),
-        source_exists("project_user_grants", "r.project_uuid"),
-        source_exists("project_group_grants", "r.project_uuid", group=True),
-        source_exists("workspace_roles", "r.workspace_uuid", owner=True),
-    ))
-
-
 def sources_sql(*, at_snapshot: bool, repository: bool = False, user: bool = False) -> str:
     """The rows described above: at snapshot ``:s`` or on current knowledge; for one repository
     (``:repository``, a uuid) or one user (``:user_id``, the user's id in ``names``) when asked.
@@ -107,6 +51,11 @@ def sources_sql(*, at_snapshot: bool, repository: bool = False, user: bool = Fal
 
     def v(alias: str) -> str:
         return _valid(alias, at_snapshot)
+
+    def and_v(alias: str) -> str:
+        """`` AND`` the versions of ``alias`` valid; at a snapshot, on a line of its own (the
+        SQL ``--sql`` prints stays within 100 characters a line)."""
+        return f"\n       AND {v(alias)}" if at_snapshot else f" AND {v(alias)}"
 
     def held(alias: str, kind: str, of: str) -> str:
         """Join the versions of scope ``kind`` of object ``of`` (a uuid column of ``repos``) as
@@ -125,13 +74,37 @@ def sources_sql(*, at_snapshot: bool, repository: bool = False, user: bool = Fal
         return (f"(SELECT max(x.snapshot_id) FROM observations x\n"
                 f"         WHERE x.scope_id = j.{column} AND x.outcome = 'ok'{upto})")
 
-    member = member_join(at_snapshot)
-    explained = explained_sql(at_snapshot)
+    member = f"""JOIN scopes ms
+        ON ms.kind = 'groups' AND ms.object_uuid = r.workspace_uuid
+      JOIN grant_versions m ON m.scope_id = ms.id AND m.object_id = e.subject_id
+       AND {v("m")}"""
+
+    def source_exists(kind: str, of: str, *, group: bool = False, owner: bool = False) -> str:
+        """Whether a source of ``kind`` on ``of`` (the repository, its project or its
+        workspace) reaches the user of the effective row ``ef``."""
+        join, who = (f"\n      {member}", "m") if group else ("", "e")
+        only = ""
+        if owner:
+            only = ("\n       " if at_snapshot else " ") + "AND e.permission = 'owner'"
+        return (f"EXISTS (SELECT 1 FROM scopes es JOIN grant_versions e "
+                f"ON e.scope_id = es.id{join}\n"
+                f"     WHERE es.kind = '{kind}' AND es.object_uuid = {of}\n"
+                f"       AND e.object_id = {_id_of(of)} "
+                f"AND {who}.subject_id = ef.subject_id\n"
+                f"       AND {v('e')}{only})")
+
+    explained = "\n           OR ".join((
+        source_exists("repository_user_grants", "r.uuid"),
+        source_exists("repository_group_grants", "r.uuid", group=True),
+        source_exists("project_user_grants", "r.project_uuid"),
+        source_exists("project_group_grants", "r.project_uuid", group=True),
+        source_exists("workspace_roles", "r.workspace_uuid", owner=True),
+    ))
     repo_names = f"""{named("rl", "r.id")}
       {named("wl", "r.workspace_id")}"""
     if at_snapshot:
         unexplained = f"""FROM scopes efs
-      JOIN grant_versions ef ON ef.scope_id = efs.id{_and_valid("ef", at_snapshot)}
+      JOIN grant_versions ef ON ef.scope_id = efs.id{and_v("ef")}
       {named("rl", "ef.object_id")}
       {named("ul", "ef.subject_id")}
       LEFT JOIN names wl ON wl.uuid = efs.object_uuid
@@ -155,7 +128,14 @@ def sources_sql(*, at_snapshot: bool, repository: bool = False, user: bool = Fal
         wanted.append("j.user_id = :user_id")
     where = ("\n WHERE " + " AND ".join(wanted)) if wanted else ""
     return f"""WITH
-{repos_cte(at_snapshot)},
+repos AS NOT MATERIALIZED (
+    SELECT o.uuid, o.parent_uuid AS project_uuid, sc.object_uuid AS workspace_uuid,
+           rn.id, pn.id AS project_id, wn.id AS workspace_id
+      FROM scopes sc JOIN objects o ON o.scope_id = sc.id
+      JOIN names rn ON rn.uuid = o.uuid
+      LEFT JOIN names pn ON pn.uuid = o.parent_uuid
+      LEFT JOIN names wn ON wn.uuid = sc.object_uuid
+     WHERE sc.kind = 'repositories' AND o.object_type = 'repository'{and_v("o")}),
 sources AS NOT MATERIALIZED (
     SELECT wl.name AS workspace, rl.name AS repository, ul.name AS user_name,
            'direct' AS source, e.permission AS granted, NULL AS via_group, NULL AS via_project,

@@ -230,10 +230,10 @@ AFFECTED_PAIRS = (
 )
 
 #: Ask the affected pairs again: drop their rows, keep the open effective grants of them that no
-#: source explains. The question is the view's (``explain.explained_sql``), with each
-#: repository's scopes looked up once (``unexplained_repos``), not once a source and a pair
-#: (5 µs a pair instead of 14 at ``huge``), and the one-look-up sources first: a workspace's
-#: owners alone hold 38 % of its effective grants there.
+#: source explains. The question is the one ``explain.sources_sql`` asks at a snapshot (its
+#: ``explained``), with each repository's scopes looked up once (``unexplained_repos``), not
+#: once a source and a pair (5 µs a pair instead of 14 at ``huge``), and the sources that take
+#: one look-up first: a workspace's owners alone hold 38 % of its effective grants there.
 RECHECK = (
     """DELETE FROM unexplained_access
         WHERE (subject_id, object_id) IN (SELECT subject_id, object_id

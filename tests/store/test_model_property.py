@@ -13,7 +13,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import text
@@ -158,17 +157,6 @@ def naive_facts(n: Night, label: str) -> Facts:
 def naive_names(n: Night, label: str) -> Names:
     return {u: display_name(n, u) for u in users_of(n, label)}
 
-
-@pytest.fixture(scope="module")
-def template_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    path = tmp_path_factory.mktemp("template") / "template.db"
-
-    async def make() -> None:
-        engine = await open_database(path)
-        await engine.dispose()
-
-    asyncio.run(make())
-    return path
 
 
 async def run_nights(path: Path, nights: list[Night]) -> NaiveStore:

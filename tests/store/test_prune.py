@@ -135,17 +135,6 @@ def test_negative_counts_are_refused() -> None:
 # prune against the real store and the naive model
 
 
-@pytest.fixture(scope="module")
-def template_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    path = tmp_path_factory.mktemp("prune-template") / "template.db"
-
-    async def make() -> None:
-        engine = await open_database(path)
-        await engine.dispose()
-
-    asyncio.run(make())
-    return path
-
 
 TABLES = ("snapshots", "scopes", "observations", "objects", "grants", "users", "labels")
 

@@ -344,14 +344,3 @@ def test_the_kept_answer_is_the_answer_asked_of_every_grant(
         with mock.patch.object(unexplained, "REBUILD_PAIRS", -1 if rebuild else 10**9):
             asyncio.run(run_nights(path, nights))
 
-
-@pytest.fixture(scope="module")
-def template_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    path = tmp_path_factory.mktemp("template") / "template.db"
-
-    async def make() -> None:
-        engine = await open_database(path)
-        await engine.dispose()
-
-    asyncio.run(make())
-    return path
