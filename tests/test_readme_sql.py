@@ -25,7 +25,12 @@ import pytest
 from exporter.cli import build_parser, main
 from exporter.demo import run_demo
 from exporter.store.explain import sources_sql
-from exporter.store.sql import DIFF_SQL, LATEST_ACCESS_CHANGES_SQL
+from exporter.store.sql import (
+    ACCESS_CHANGES_SQL,
+    CHANGE_KINDS,
+    DIFF_SQL,
+    LATEST_ACCESS_CHANGES_SQL,
+)
 from tests import datasette_metadata
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -230,15 +235,22 @@ def test_the_view_of_sources_is_the_sql_who_can_access_runs(demo: sqlite3.Connec
     assert sql == f"CREATE VIEW current_access_sources AS\n{sources_sql(at_snapshot=False)}"
 
 
-def test_the_view_of_the_latest_changes_is_access_changes_from_the_latest(
+def test_the_views_of_changes_are_the_code_s_and_read_its_kinds(
     demo: sqlite3.Connection,
 ) -> None:
-    """``latest_access_changes`` (written by a migration) is the code's ``access_changes`` with
-    each branch starting from the latest complete snapshot."""
-    (sql,) = demo.execute(
-        "SELECT sql FROM sqlite_master WHERE name = 'latest_access_changes'"
-    ).fetchone()
-    assert sql == f"CREATE VIEW latest_access_changes AS\n{LATEST_ACCESS_CHANGES_SQL}"
+    """``access_changes`` and ``latest_access_changes`` (written by a migration) are the code's
+    SQL, the latter with each branch starting from the latest complete snapshot; the kinds of
+    change log entries in the database are the code's."""
+    views = dict(demo.execute("SELECT name, sql FROM sqlite_master WHERE name IN "
+                              "('access_changes', 'latest_access_changes')"))  # fmt: skip
+    assert views == {
+        "access_changes": f"CREATE VIEW access_changes AS\n{ACCESS_CHANGES_SQL}",
+        "latest_access_changes": f"CREATE VIEW latest_access_changes AS\n"
+        f"{LATEST_ACCESS_CHANGES_SQL}",
+    }
+    assert demo.execute("SELECT * FROM change_kinds ORDER BY kind").fetchall() == list(
+        CHANGE_KINDS
+    )
 
 
 @pytest.mark.parametrize("command", [["who-can-access", "acme/api"], ["diff"]])

@@ -156,24 +156,37 @@ names = Table(
 )
 
 #: The change log: what each complete snapshot changed since the complete one before it, baseline
-#: rows apart (written by the merge, ``sql.LOG_CHANGES``; read through ``access_changes``).
+#: rows apart (written by the merge, ``sql.LOG_CHANGES``; read through ``access_changes``). An
+#: entry names the versions it compares and its kind, not their values (migration 0015).
 change_log = Table(
     "change_log",
     metadata,
     Column("snapshot_id", Integer, nullable=False),
     Column("id", Integer, nullable=False),  # numbers the entry within its snapshot
-    Column("from_snapshot_id", Integer, nullable=False),
-    Column("scope_id", Integer, nullable=False),
-    #: 'object' or 'grant': the table whose versions ``old_id`` and ``new_id`` name (the version
-    #: valid at ``from_snapshot_id`` and the one valid at ``snapshot_id``; NULL: none).
-    Column("fact", Text, nullable=False),
+    #: What changed, by ``change_kinds``: the fact (the table whose versions ``old_id`` and
+    #: ``new_id`` name), the change, the attribute, the form of the reason.
+    Column("kind", Integer, nullable=False),
+    #: The version valid at the complete snapshot before (NULL: none) and the one valid at
+    #: ``snapshot_id`` (NULL: none).
     Column("old_id", Integer),
     Column("new_id", Integer),
-    Column("change", Text, nullable=False),
-    Column("attribute", Text),
-    Column("reason", Text),
+    #: For a membership change: how many repositories the group reaches (its reason).
+    Column("reach", Integer),
     PrimaryKeyConstraint("snapshot_id", "id"),
     sqlite_with_rowid=False,
+)
+
+#: What each ``kind`` of ``change_log`` stands for (``sql.CHANGE_KINDS``): fixed rows.
+change_kinds = Table(
+    "change_kinds",
+    metadata,
+    Column("kind", Integer, primary_key=True),
+    Column("fact", Text, nullable=False),  # 'grant' or 'object'
+    Column("change", Text, nullable=False),
+    Column("attribute", Text),
+    #: The reason as ``access_changes`` says it: ``<object>`` is the grant's object type,
+    #: ``<reach>`` the entry's ``reach``.
+    Column("reason", Text),
 )
 
 #: The scopes a complete snapshot read ok for the first time: every version such a scope opened

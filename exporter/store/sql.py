@@ -145,11 +145,8 @@ _GRANT_CHANGE = """\
             WHEN c.source = 'membership' AND c.change = 'revoked' THEN 'removed from group'
             ELSE c.change END"""
 
-#: Why a grant was granted or revoked: how far a group reaches, or its object's creation or
-#: deletion.
-_GRANT_REASON = """\
-       CASE WHEN c.source = 'membership' AND c.change IN ('revoked', 'granted') THEN
-            'the group grants access to ' || (SELECT count(DISTINCT reached) FROM (
+#: How many repositories the group of a membership change (``c``) reaches at ``b``.
+_GROUP_REACH = """(SELECT count(DISTINCT reached) FROM (
                 SELECT xo.uuid AS reached FROM grant_versions x
                   JOIN names xo ON xo.id = x.object_id
                  WHERE x.subject_id = c.object_id AND x.object_type = 'repository'
@@ -160,13 +157,23 @@ _GRANT_REASON = """\
                  WHERE x.subject_id = c.object_id AND x.object_type = 'project'
                    AND x.valid_from <= c.b AND (x.valid_to IS NULL OR x.valid_to > c.b)
                    AND r.object_type = 'repository' AND r.valid_from <= c.b
-                   AND (r.valid_to IS NULL OR r.valid_to > c.b)))
-            || ' repositories'
-            WHEN c.change IN ('revoked', 'granted') THEN
-            (SELECT oe.change || ' ' || c.object_type FROM object_events oe
+                   AND (r.valid_to IS NULL OR r.valid_to > c.b)))"""
+
+#: ``created`` or ``deleted`` when the object of a grant granted or revoked (``c``) was created or
+#: deleted in the same pair, else NULL.
+_OBJECT_EVENT = """(SELECT oe.change FROM object_events oe
               WHERE oe.b = c.b AND oe.uuid = (SELECT n.uuid FROM names n WHERE n.id = c.object_id)
                 AND oe.change = CASE c.change WHEN 'revoked' THEN 'deleted'
-                                              ELSE 'created' END) END"""
+                                              ELSE 'created' END)"""
+
+#: Why a grant was granted or revoked: how far a group reaches, or its object's creation or
+#: deletion.
+_GRANT_REASON = f"""\
+       CASE WHEN c.source = 'membership' AND c.change IN ('revoked', 'granted') THEN
+            'the group grants access to ' || {_GROUP_REACH}
+            || ' repositories'
+            WHEN c.change IN ('revoked', 'granted') THEN
+            {_OBJECT_EVENT} || ' ' || c.object_type END"""
 
 CHANGES_SELECT = f"""SELECT c.b AS snapshot_id,
        (SELECT sn.finished_at FROM snapshots sn WHERE sn.id = c.b) AS snapshot_at,
@@ -293,30 +300,82 @@ REFRESH_LABELS = (
 # The change log. The merge of snapshot ``b`` writes the changes since the complete snapshot
 # before it (``a``) into ``change_log``, by the rules above, once; ``access_changes`` reads it,
 # so a query for last week costs last week, not every night since the first. An entry names the
-# versions it compares (``old_id``, ``new_id`` of ``objects`` or ``grant_versions``, as ``fact``
-# says), not their values: the view reads values and names from the versions as the diff does,
-# and an entry costs a few bytes. Baseline rows are not written at all (the first snapshot would be
-# stored twice): ``baseline_scopes`` names each scope whose rows at ``b`` are all ``baseline`` (a
-# scope read ok for the first time), and the view lists the versions that scope opened at ``b``.
+# versions it compares (``old_id``, ``new_id`` of ``objects`` or ``grant_versions``) and its kind
+# (``CHANGE_KINDS``: the fact, the change, the attribute, the reason's form), not their values:
+# the view reads values, names and the scope from the versions as the diff does, and ``a`` from
+# ``snapshots`` (the complete snapshot before ``b``: ``prune`` writes again the entries of a
+# snapshot whose ``a`` it removes). So an entry is five small integers, about 20 bytes. Baseline
+# rows are not written at all (the first snapshot would be stored twice): ``baseline_scopes``
+# names each scope whose rows at ``b`` are all ``baseline`` (a scope read ok for the first time),
+# and the view lists the versions that scope opened at ``b``.
 
-#: The change rows of one pair (``:a``, ``:b``), baseline apart, as ``change_log`` stores them.
-#: ``reason`` is kept as text: it describes the facts at ``b``, which never change.
-LOG_SELECT = f"""SELECT c.b AS snapshot_id, c.a AS from_snapshot_id, c.scope_id, 'object' AS fact,
-       c.old_id, c.new_id, c.change, c.attribute, NULL AS reason
+#: The kinds of change log entries: (kind, fact, change, attribute, reason). The table
+#: ``change_kinds`` holds the same rows (migration 0015 wrote them). A reason names the grant's
+#: object type as ``<object>`` and the repositories a group reaches, counted at ``b`` and kept in
+#: the entry's ``reach``, as ``<reach>``.
+CHANGE_KINDS: tuple[tuple[int, str, str, str | None, str | None], ...] = (
+    (1, "grant", "granted", None, None),
+    (2, "grant", "revoked", None, None),
+    (3, "grant", "raised", None, None),
+    (4, "grant", "lowered", None, None),
+    (5, "grant", "changed", None, None),
+    (6, "grant", "added to group", None, "the group grants access to <reach> repositories"),
+    (7, "grant", "removed from group", None, "the group grants access to <reach> repositories"),
+    (8, "grant", "granted", None, "created <object>"),
+    (9, "grant", "revoked", None, "deleted <object>"),
+    (10, "object", "created", None, None),
+    (11, "object", "deleted", None, None),
+    (12, "object", "changed", "slug", None),
+    (13, "object", "changed", "name", None),
+    (14, "object", "changed", "is_private", None),
+    (15, "object", "changed", "project", None),
+)
+
+
+def _kind(fact: str, change: str, attribute: str | None = None, reason: str | None = None) -> int:
+    """The kind of entry that ``CHANGE_KINDS`` gives these; its reason by its first word."""
+    found = [k for k, f, c, a, r in CHANGE_KINDS if (f, c, a) == (fact, change, attribute)
+             and (r or "").startswith(reason or "") and (r is None) == (reason is None)]
+    assert len(found) == 1, (fact, change, attribute, reason)
+    return found[0]
+
+
+#: The entries of one pair (``:a``, ``:b``), baseline apart, as ``change_log`` stores them. A
+#: membership's reach is counted now: it describes the facts at ``b``, which never change.
+LOG_SELECT = f"""SELECT c.b AS snapshot_id,
+       CASE c.change WHEN 'created' THEN {_kind("object", "created")}
+            WHEN 'deleted' THEN {_kind("object", "deleted")}
+            ELSE CASE c.attribute WHEN 'slug' THEN {_kind("object", "changed", "slug")}
+                 WHEN 'name' THEN {_kind("object", "changed", "name")}
+                 WHEN 'is_private' THEN {_kind("object", "changed", "is_private")}
+                 WHEN 'project' THEN {_kind("object", "changed", "project")} END END AS kind,
+       c.old_id, c.new_id, NULL AS reach
   FROM object_changes c WHERE c.change <> 'baseline'
 UNION ALL
-SELECT c.b, c.a, c.scope_id, 'grant', c.old_id, c.new_id,
-{_GRANT_CHANGE},
-       NULL,
-{_GRANT_REASON}
+SELECT c.b,
+       CASE WHEN c.source = 'membership' AND c.change = 'granted'
+            THEN {_kind("grant", "added to group", reason="the group")}
+            WHEN c.source = 'membership' AND c.change = 'revoked'
+            THEN {_kind("grant", "removed from group", reason="the group")}
+            WHEN c.change = 'granted'
+            THEN CASE WHEN {_OBJECT_EVENT} IS NULL THEN {_kind("grant", "granted")}
+                      ELSE {_kind("grant", "granted", reason="created")} END
+            WHEN c.change = 'revoked'
+            THEN CASE WHEN {_OBJECT_EVENT} IS NULL THEN {_kind("grant", "revoked")}
+                      ELSE {_kind("grant", "revoked", reason="deleted")} END
+            WHEN c.change = 'raised' THEN {_kind("grant", "raised")}
+            WHEN c.change = 'lowered' THEN {_kind("grant", "lowered")}
+            ELSE {_kind("grant", "changed")} END,
+       c.old_id, c.new_id,
+       CASE WHEN c.source = 'membership' AND c.change IN ('revoked', 'granted')
+            THEN {_GROUP_REACH} END
   FROM grant_changes c WHERE c.change <> 'baseline'"""
 
 #: What the merge of snapshot ``:b`` writes, ``:a`` being the complete snapshot before it (0 for
 #: the first), then ``BASELINE_SCOPES``. The entries are numbered within their snapshot
 #: (``change_log`` is keyed by snapshot and number).
 LOG_CHANGES = (
-    "INSERT INTO change_log (id, snapshot_id, from_snapshot_id, scope_id, fact, old_id, new_id,\n"
-    "                        change, attribute, reason)\n"
+    "INSERT INTO change_log (id, snapshot_id, kind, old_id, new_id, reach)\n"
     + changes_sql(ONE_PAIR, f"SELECT row_number() OVER (), * FROM (\n{LOG_SELECT})")
 )
 #: The scopes whose rows of the pair are ``baseline``, by the rules above without running them over
@@ -360,42 +419,54 @@ PREVIOUS_COMPLETE = (
 )
 
 #: An attribute's value in the object version ``{v}``, as the diff shows it.
-_ATTRIBUTE = """CASE c.attribute WHEN 'slug' THEN {v}.slug WHEN 'name' THEN {v}.name
+_ATTRIBUTE = """CASE k.attribute WHEN 'slug' THEN {v}.slug WHEN 'name' THEN {v}.name
             WHEN 'is_private' THEN CASE {v}.is_private WHEN 1 THEN 'true' WHEN 0 THEN 'false' END
             WHEN 'project' THEN (SELECT p.slug FROM objects p WHERE p.uuid = {v}.parent_uuid
                                   ORDER BY p.id DESC LIMIT 1) END"""
 
-#: ``access_changes``: the log, read through the versions it names, and the baseline rows it
-#: stands for. Snapshots come first, then what they opened (``CROSS JOIN`` fixes the order): a
-#: question about last week, by ``snapshot_id`` or ``snapshot_at``, reads last week's only.
-ACCESS_CHANGES_SQL = f"""SELECT c.snapshot_id, sn.finished_at AS snapshot_at, c.from_snapshot_id,
+#: The complete snapshot before snapshot ``sn``, 0 for none: what its change log compares it with.
+_FROM_SNAPSHOT = """coalesce((SELECT p.id FROM snapshots p WHERE p.status = 'complete'
+                    AND p.id < sn.id ORDER BY p.id DESC LIMIT 1), 0)"""
+
+#: ``access_changes``: the log, read through the versions and the kinds it names, and the baseline
+#: rows it stands for. Snapshots come first, then what they opened (``CROSS JOIN`` fixes the
+#: order): a question about last week, by ``snapshot_id`` or ``snapshot_at``, reads last week's
+#: only.
+ACCESS_CHANGES_SQL = f"""SELECT c.snapshot_id, sn.finished_at AS snapshot_at,
+       {_FROM_SNAPSHOT} AS from_snapshot_id,
        coalesce(w.label, s.workspace_uuid) AS workspace,
        coalesce(nv.object_type, ov.object_type) AS object_type,
        coalesce(l.label, nv.uuid, ov.uuid) AS object_name,
-       NULL AS subject_type, NULL AS subject_name, c.change, c.attribute,
+       NULL AS subject_type, NULL AS subject_name, k.change, k.attribute,
        {_ATTRIBUTE.format(v="ov")} AS old_value,
        {_ATTRIBUTE.format(v="nv")} AS new_value,
-       NULL AS source, c.reason, NULL AS subject_uuid, coalesce(nv.uuid, ov.uuid) AS object_uuid,
-       c.scope_id
+       NULL AS source, NULL AS reason, NULL AS subject_uuid,
+       coalesce(nv.uuid, ov.uuid) AS object_uuid, s.id AS scope_id
   FROM snapshots sn
-  CROSS JOIN change_log c ON c.snapshot_id = sn.id AND c.fact = 'object'
-  JOIN scopes s ON s.id = c.scope_id
+  CROSS JOIN change_log c ON c.snapshot_id = sn.id
+                         AND c.kind IN (SELECT kind FROM change_kinds WHERE fact = 'object')
+  CROSS JOIN change_kinds k ON k.kind = c.kind
   LEFT JOIN objects ov ON ov.id = c.old_id
   LEFT JOIN objects nv ON nv.id = c.new_id
+  CROSS JOIN scopes s ON s.id = coalesce(nv.scope_id, ov.scope_id)
   LEFT JOIN object_labels w ON w.uuid = s.workspace_uuid AND w.object_type = 'workspace'
   LEFT JOIN object_labels l ON l.uuid = coalesce(nv.uuid, ov.uuid)
 UNION ALL
-SELECT c.snapshot_id, sn.finished_at, c.from_snapshot_id,
+SELECT c.snapshot_id, sn.finished_at,
+       {_FROM_SNAPSHOT},
        coalesce(w.label, s.workspace_uuid), g.object_type, coalesce(l.label, gn.uuid),
-       g.subject_type, coalesce(u.display_name, sl.label, gs.uuid), c.change, NULL,
-       og.permission, ng.permission, s.source, c.reason, gs.uuid, gn.uuid,
-       c.scope_id
+       g.subject_type, coalesce(u.display_name, sl.label, gs.uuid), k.change, NULL,
+       og.permission, ng.permission, s.source,
+       replace(replace(k.reason, '<object>', g.object_type), '<reach>', coalesce(c.reach, '')),
+       gs.uuid, gn.uuid, s.id
   FROM snapshots sn
-  CROSS JOIN change_log c ON c.snapshot_id = sn.id AND c.fact = 'grant'
-  JOIN scopes s ON s.id = c.scope_id
+  CROSS JOIN change_log c ON c.snapshot_id = sn.id
+                         AND c.kind IN (SELECT kind FROM change_kinds WHERE fact = 'grant')
+  CROSS JOIN change_kinds k ON k.kind = c.kind
   LEFT JOIN grant_versions og ON og.id = c.old_id
   LEFT JOIN grant_versions ng ON ng.id = c.new_id
-  JOIN grant_versions g ON g.id = coalesce(c.new_id, c.old_id)
+  CROSS JOIN grant_versions g ON g.id = coalesce(c.new_id, c.old_id)
+  CROSS JOIN scopes s ON s.id = g.scope_id
   JOIN names gs ON gs.id = g.subject_id
   JOIN names gn ON gn.id = g.object_id
   LEFT JOIN object_labels w ON w.uuid = s.workspace_uuid AND w.object_type = 'workspace'

@@ -15,7 +15,7 @@ from sqlalchemy import Connection
 from exporter.simulator import apply_churn, generate_org
 from exporter.store.database import alembic_config, open_database
 from exporter.store.queries import CHANGE_COLUMNS
-from exporter.store.sql import DIFF_SQL
+from exporter.store.sql import CHANGE_KINDS, DIFF_SQL
 from exporter.store.writer import RunCounters, SnapshotWriter
 from tests.bench.bench_records import FIRST_KINDS, NightWriter, churned_nights
 from tests.store.test_unexplained import SOURCES_GO_WHILE_THE_EFFECTIVE_LISTING_FAILS, run_nights
@@ -272,7 +272,8 @@ async def test_revision_0010_gives_grants_integer_ids_and_goes_back(tmp_path: Pa
     grants = "SELECT * FROM grants ORDER BY id"
     with sqlite3.connect(db) as conn:
         at_head = (conn.execute(sources).fetchall(), conn.execute(grants).fetchall())
-        assert conn.execute("SELECT count(*) FROM change_log WHERE fact = 'grant'").fetchone()[0]
+        assert conn.execute("SELECT count(*) FROM change_log JOIN change_kinds USING (kind) "
+                            "WHERE fact = 'grant'").fetchone()[0]
     before = answers(db)
     assert ("view", "grants") in views_and_tables(db) and "grant_versions" in tables(db)
 
@@ -426,4 +427,54 @@ async def test_revision_0014_keeps_the_access_no_source_explains_and_goes_back(
     with sqlite3.connect(db) as conn:
         assert conn.execute(unexplained).fetchone()[0] == kept
         assert conn.execute(every_row).fetchall() == at_head
+        assert conn.execute("PRAGMA quick_check").fetchall() == [("ok",)]
+
+
+async def test_revision_0015_keeps_each_change_by_kind_and_goes_back(tmp_path: Path) -> None:
+    """From 0015 a change log entry is its kind (a row of ``change_kinds``), its versions and a
+    group's reach: under half the bytes, and ``access_changes`` and ``latest_access_changes``
+    answer every row as at 0014 (reasons and the snapshot compared with included), both ways.
+    An entry of no known kind stops the upgrade and changes nothing."""
+    db = tmp_path / "a.db"
+    await churned_nights(db, generate_org("small", 7), 4, rate=0.3)
+    latest = "SELECT * FROM latest_access_changes ORDER BY scope_id, object_uuid, subject_uuid"
+    payload = "SELECT sum(payload) FROM dbstat WHERE name = 'change_log'"
+    with sqlite3.connect(db) as conn:
+        kinds = conn.execute("SELECT * FROM change_kinds ORDER BY kind").fetchall()
+        at_head = conn.execute(latest).fetchall()
+        small = conn.execute(payload).fetchone()[0]
+    assert kinds == list(CHANGE_KINDS)
+    before = answers(db)
+    changes = before["access_changes"]
+    reasons = {str(row[13]).split()[0] for row in changes if row[13] is not None}
+    assert {"the", "created", "deleted"} <= reasons  # a group's reach, an object's life
+    assert {row[2] for row in changes} > {0}  # later nights compare with the one before
+    assert at_head and {row[8] for row in at_head} - {"baseline"}
+
+    await to_revision(db, "0014")
+    assert "change_kinds" not in tables(db)
+    with sqlite3.connect(db) as conn:
+        columns = {row[1] for row in conn.execute("PRAGMA table_info(change_log)")}
+        assert {"from_snapshot_id", "scope_id", "fact", "change", "reason"} <= columns
+        assert conn.execute(latest).fetchall() == at_head
+        wide = conn.execute(payload).fetchone()[0]
+        # An entry of no kind 0015 knows, written beside the others.
+        conn.execute("INSERT INTO change_log SELECT snapshot_id, 999, from_snapshot_id, scope_id, "
+                     "fact, old_id, new_id, 'renamed', attribute, reason FROM change_log LIMIT 1")
+    assert small < 0.6 * wide
+    assert answers(db) != before  # the stray entry shows
+    with_stray = answers(db)
+    with pytest.raises(RuntimeError, match="1 change log entries are of no known kind"):
+        await open_database(db)
+    assert "change_kinds" not in tables(db) and answers(db) == with_stray
+    with sqlite3.connect(db) as conn:
+        conn.execute("DELETE FROM change_log WHERE id = 999")
+    assert answers(db) == before
+
+    engine = await open_database(db)  # upgraded again
+    await engine.dispose()
+    assert answers(db) == before
+    with sqlite3.connect(db) as conn:
+        assert conn.execute(latest).fetchall() == at_head
+        assert conn.execute(payload).fetchone()[0] == small
         assert conn.execute("PRAGMA quick_check").fetchall() == [("ok",)]
