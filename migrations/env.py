@@ -26,9 +26,16 @@ def run_with(connection: Connection) -> None:
 async def run_async() -> None:
     path = context.get_x_argument(as_dictionary=True).get("db", "bbaccess.db")
     engine = create_async_engine(f"sqlite+aiosqlite:///{path}")
-    async with engine.begin() as connection:
-        await connection.run_sync(run_with)
-    await engine.dispose()
+    try:
+        async with engine.connect() as connection:
+            # One real transaction, as bbaccess opens one: the sqlite3 driver would otherwise
+            # commit each CREATE and DROP on its own, and a migration that fails half-way would
+            # leave a schema of neither revision.
+            await connection.exec_driver_sql("BEGIN IMMEDIATE")
+            await connection.run_sync(run_with)
+            await connection.commit()
+    finally:
+        await engine.dispose()
 
 
 def run_offline() -> None:

@@ -304,7 +304,7 @@ REFRESH_LABELS = (
 # (``CHANGE_KINDS``: the fact, the change, the attribute, the reason's form), not their values:
 # the view reads values, names and the scope from the versions as the diff does, and ``a`` from
 # ``snapshots`` (the complete snapshot before ``b``: ``prune`` writes again the entries of a
-# snapshot whose ``a`` it removes). So an entry is five small integers, about 20 bytes. Baseline
+# snapshot whose ``a`` it removes). So an entry is a few small integers, about 20 bytes. Baseline
 # rows are not written at all (the first snapshot would be stored twice): ``baseline_scopes``
 # names each scope whose rows at ``b`` are all ``baseline`` (a scope read ok for the first time),
 # and the view lists the versions that scope opened at ``b``.

@@ -28,6 +28,8 @@ from __future__ import annotations
 from alembic import op
 from alembic.script import ScriptDirectory
 
+from exporter.errors import DatabaseError
+
 revision = "0015"
 down_revision = "0014"
 branch_labels = None
@@ -58,7 +60,21 @@ CHANGE_KINDS = (
 _FROM = """coalesce((SELECT p.id FROM snapshots p WHERE p.status = 'complete'
                     AND p.id < {s} ORDER BY p.id DESC LIMIT 1), 0)"""
 
-UPGRADE = (
+#: Each entry of ``{table}`` (by kind) as the table by text held it.
+_AS_TEXT = (
+    "SELECT c.snapshot_id, c.id, " + _FROM.format(s="c.snapshot_id") + " AS from_snapshot_id,"
+    + """
+              coalesce(g.scope_id, o.scope_id) AS scope_id, k.fact, c.old_id, c.new_id, k.change,
+              k.attribute,
+              replace(replace(k.reason, '<object>', g.object_type), '<reach>',
+                      coalesce(c.reach, '')) AS reason
+         FROM {table} c
+         JOIN change_kinds k ON k.kind = c.kind
+         LEFT JOIN grant_versions g ON k.fact = 'grant' AND g.id = coalesce(c.new_id, c.old_id)
+         LEFT JOIN objects o ON k.fact = 'object' AND o.id = coalesce(c.new_id, c.old_id)"""
+)
+
+COPY = (
     *CHANGE_KINDS,
     "CREATE TABLE change_log_by_kind (snapshot_id INTEGER NOT NULL, id INTEGER NOT NULL, "
     "kind INTEGER NOT NULL, old_id INTEGER, new_id INTEGER, reach INTEGER, "
@@ -73,6 +89,17 @@ UPGRADE = (
                             AND k.attribute IS c.attribute
                             AND (k.reason IS NULL) = (c.reason IS NULL)
         ORDER BY c.snapshot_id, c.id""",
+)
+#: The entries the copy would not give back as they were (no kind of theirs, or another
+#: scope, snapshot compared with or reason), and how many: the first one described.
+CHECK = f"""SELECT count(*), min(c.snapshot_id || ', entry ' || c.id || ': ' || c.fact || ' '
+                                 || quote(c.change) || ', reason ' || quote(c.reason))
+  FROM change_log c
+  LEFT JOIN ({_AS_TEXT.format(table="change_log_by_kind")}) r
+    ON r.snapshot_id = c.snapshot_id AND r.id = c.id
+ WHERE r.id IS NULL OR r.from_snapshot_id IS NOT c.from_snapshot_id
+    OR r.scope_id IS NOT c.scope_id OR r.reason IS NOT c.reason"""
+SWAP = (
     "DROP TABLE change_log",
     "ALTER TABLE change_log_by_kind RENAME TO change_log",
 )
@@ -84,15 +111,7 @@ DOWNGRADE = (
     "CONSTRAINT pk_change_log PRIMARY KEY (snapshot_id, id)) WITHOUT ROWID",
     f"""INSERT INTO change_log_by_text (snapshot_id, id, from_snapshot_id, scope_id, fact, old_id,
                                        new_id, change, attribute, reason)
-       SELECT c.snapshot_id, c.id, {_FROM.format(s="c.snapshot_id")},
-              coalesce(g.scope_id, o.scope_id), k.fact, c.old_id, c.new_id, k.change,
-              k.attribute,
-              replace(replace(k.reason, '<object>', g.object_type), '<reach>',
-                      coalesce(c.reach, ''))
-         FROM change_log c
-         JOIN change_kinds k ON k.kind = c.kind
-         LEFT JOIN grant_versions g ON k.fact = 'grant' AND g.id = coalesce(c.new_id, c.old_id)
-         LEFT JOIN objects o ON k.fact = 'object' AND o.id = coalesce(c.new_id, c.old_id)
+       {_AS_TEXT.format(table="change_log")}
         ORDER BY c.snapshot_id, c.id""",
     "DROP TABLE change_log",
     "ALTER TABLE change_log_by_text RENAME TO change_log",
@@ -276,11 +295,15 @@ def _run(statements: tuple[str, ...]) -> None:
 def upgrade() -> None:
     for name, _sql in VIEWS:
         op.execute(f"DROP VIEW {name}")
-    entries = op.get_bind().exec_driver_sql("SELECT count(*) FROM change_log").scalar_one()
-    _run(UPGRADE)
-    kept = op.get_bind().exec_driver_sql("SELECT count(*) FROM change_log").scalar_one()
-    if kept != entries:  # an entry of no known kind: nothing is changed
-        raise RuntimeError(f"{entries - kept} change log entries are of no known kind")
+    _run(COPY)
+    wrong, first = op.get_bind().exec_driver_sql(CHECK).one()
+    if wrong:  # the transaction is rolled back: nothing is changed
+        raise DatabaseError(
+            f"{wrong} entries of the change log cannot be kept as they are (the first: snapshot "
+            f"{first}), so the database was not upgraded and is as it was; use the bbaccess "
+            "that wrote it, and report this message"
+        )
+    _run(SWAP)
     for name, sql in VIEWS:
         op.execute(f"CREATE VIEW {name} AS\n{sql}")
 

@@ -3,8 +3,10 @@ answers exactly as before; every revision can be undone."""
 
 from __future__ import annotations
 
+import asyncio
 import random
 import sqlite3
+import sys
 from pathlib import Path
 
 import pytest
@@ -12,6 +14,7 @@ from alembic import command
 from alembic.operations import Operations
 from sqlalchemy import Connection
 
+from exporter.errors import DatabaseError
 from exporter.simulator import apply_churn, generate_org
 from exporter.store.database import alembic_config, open_database
 from exporter.store.queries import CHANGE_COLUMNS
@@ -19,6 +22,8 @@ from exporter.store.sql import CHANGE_KINDS, DIFF_SQL
 from exporter.store.writer import RunCounters, SnapshotWriter
 from tests.bench.bench_records import FIRST_KINDS, NightWriter, churned_nights
 from tests.store.test_unexplained import SOURCES_GO_WHILE_THE_EFFECTIVE_LISTING_FAILS, run_nights
+
+ROOT = Path(__file__).resolve().parents[2]
 
 QUERIES = {
     # The columns of every revision (0008 adds workspace_uuid: checked apart).
@@ -463,12 +468,29 @@ async def test_revision_0015_keeps_each_change_by_kind_and_goes_back(tmp_path: P
                      "fact, old_id, new_id, 'renamed', attribute, reason FROM change_log LIMIT 1")
     assert small < 0.6 * wide
     assert answers(db) != before  # the stray entry shows
-    with_stray = answers(db)
-    with pytest.raises(RuntimeError, match="1 change log entries are of no known kind"):
+    with_stray = answers(db), views_and_tables(db)
+    refused = "1 entries of the change log cannot be kept as they are .* was not upgraded"
+    with pytest.raises(DatabaseError, match=refused):
         await open_database(db)
-    assert "change_kinds" not in tables(db) and answers(db) == with_stray
+    assert (answers(db), views_and_tables(db)) == with_stray
+    # Run by hand, the same: one transaction, rolled back.
+    by_hand = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "alembic", "-c", str(ROOT / "alembic.ini"), "-x", f"db={db}",
+        "upgrade", "head", cwd=ROOT, stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE)  # fmt: skip
+    _out, err = await by_hand.communicate()
+    assert by_hand.returncode != 0 and b"cannot be kept as they are" in err
+    assert (answers(db), views_and_tables(db)) == with_stray
+    # An entry whose scope is not its versions' would be read with another scope.
+    one_entry = ("WHERE (snapshot_id, id) = (SELECT max(snapshot_id), max(id) FROM change_log "
+                 "WHERE snapshot_id = 2)")  # fmt: skip
     with sqlite3.connect(db) as conn:
         conn.execute("DELETE FROM change_log WHERE id = 999")
+        conn.execute(f"UPDATE change_log SET scope_id = scope_id + 1 {one_entry}")
+    with pytest.raises(DatabaseError, match=refused):
+        await open_database(db)
+    with sqlite3.connect(db) as conn:
+        conn.execute(f"UPDATE change_log SET scope_id = scope_id - 1 {one_entry}")
     assert answers(db) == before
 
     engine = await open_database(db)  # upgraded again
