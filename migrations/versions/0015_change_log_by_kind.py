@@ -1,7 +1,7 @@
-"""``change_log`` keeps an entry as five small integers: about 20 bytes, not 45.
+"""``change_log`` keeps an entry as a few small integers: about 20 bytes, not 45.
 
 The change log grows by an entry per change, every night: after 365 nights of ``medium`` it was
-the largest table (13 MB, more than the grant versions). An entry held its comparison
+the largest table (13 MB; the grant versions' table is 8 MB). An entry held its comparison
 (``from_snapshot_id``), its scope and its change, attribute and reason as text; all of these are
 known elsewhere. Now an entry is (``snapshot_id``, ``id``, ``kind``, ``old_id``, ``new_id``,
 ``reach``):
@@ -14,7 +14,9 @@ known elsewhere. Now an entry is (``snapshot_id``, ``id``, ``kind``, ``old_id``,
   (``prune`` writes the entries again where it removes it).
 
 ``access_changes`` and ``latest_access_changes`` read them so: their columns and rows are
-unchanged. Going back writes every entry out as before.
+unchanged. Before the old table goes, every new entry is read back as the old table held it; if
+one differs (an entry of no known kind, say), the upgrade stops and the database is as it was.
+Going back writes every entry out as before.
 
 The SQL is written out in full so that this revision never changes.
 
