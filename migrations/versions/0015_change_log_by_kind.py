@@ -301,7 +301,7 @@ def upgrade() -> None:
     wrong, first = op.get_bind().exec_driver_sql(CHECK).one()
     if wrong:  # the transaction is rolled back: nothing is changed
         raise DatabaseError(
-            f"{wrong} entries of the change log cannot be kept as they are (the first: snapshot "
+            f"{wrong} of the change log's entries cannot be kept as they are (the first: snapshot "
             f"{first}), so the database was not upgraded and is as it was; use the bbaccess "
             "that wrote it, and report this message"
         )

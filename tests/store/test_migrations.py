@@ -469,7 +469,7 @@ async def test_revision_0015_keeps_each_change_by_kind_and_goes_back(tmp_path: P
     assert small < 0.6 * wide
     assert answers(db) != before  # the stray entry shows
     with_stray = answers(db), views_and_tables(db)
-    refused = "1 entries of the change log cannot be kept as they are .* was not upgraded"
+    refused = "1 of the change log's entries cannot be kept as they are .* was not upgraded"
     with pytest.raises(DatabaseError, match=refused):
         await open_database(db)
     assert (answers(db), views_and_tables(db)) == with_stray
