@@ -405,6 +405,7 @@ def check_database_path(path: Path, *, create: bool = True, wait: bool = True) -
     """Refuse, with a message saying what to do, a path that cannot be a database. Without
     ``wait``, a file that another connection holds locked is not waited for, and passes:
     ``open_database`` judges it again."""
+    check_sqlite()
     if path.is_dir():
         raise DatabaseError(f"{path} is a folder; --db takes the path of a database file")
     if not create and not path.exists():
@@ -424,6 +425,22 @@ def check_database_path(path: Path, *, create: bool = True, wait: bool = True) -
         raise DatabaseError(
             f"{path} is an SQLite database of another program (it has tables, but no bbaccess "
             "schema); give --db a new file or a bbaccess database"
+        )
+
+
+#: The oldest SQLite that reads the schema: ``grant_versions`` computes three columns (virtual
+#: generated columns, SQLite 3.31, 2020).
+SQLITE_NEEDED = (3, 31, 0)
+
+
+def check_sqlite() -> None:
+    """Refuse, with what to do, an SQLite library too old for the schema."""
+    found = sqlite3.sqlite_version_info
+    if found < SQLITE_NEEDED:
+        raise DatabaseError(
+            f"bbaccess needs SQLite {'.'.join(map(str, SQLITE_NEEDED))} or later, and this "
+            f"Python uses SQLite {'.'.join(map(str, found))}; run bbaccess with a Python built "
+            "with a newer SQLite (python.org's builds and current Linux distributions have one)"
         )
 
 

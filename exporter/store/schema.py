@@ -14,6 +14,7 @@ from __future__ import annotations
 from sqlalchemy import (
     Boolean,
     Column,
+    Computed,
     Float,
     ForeignKey,
     Integer,
@@ -23,6 +24,8 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
 )
+
+from exporter.store.sql import GRANT_COLUMNS
 
 NAMING_CONVENTION = {
     "ix": "ix_%(column_0_label)s",
@@ -103,19 +106,22 @@ objects = Table(
 )
 
 #: Grant versions, their subject and object by id in ``names`` (migration 0010); the ``grants``
-#: view shows them with their uuids.
+#: view shows them with their uuids. Subject type, object type and permission are computed from
+#: ``grant_kind`` and ``permission_text`` (``sql.GRANT_COLUMNS``, migration 0016).
 grant_versions = Table(
     "grant_versions",
     metadata,
     Column("id", Integer, primary_key=True),
     Column("scope_id", Integer, ForeignKey("scopes.id"), nullable=False),
-    Column("subject_type", Text, nullable=False),
+    Column("subject_type", Text, Computed(GRANT_COLUMNS["subject_type"], persisted=False)),
     Column("subject_id", Integer, ForeignKey("names.id"), nullable=False),
-    Column("object_type", Text, nullable=False),
+    Column("object_type", Text, Computed(GRANT_COLUMNS["object_type"], persisted=False)),
     Column("object_id", Integer, ForeignKey("names.id"), nullable=False),
-    Column("permission", Text, nullable=False),
+    Column("permission", Text, Computed(GRANT_COLUMNS["permission"], persisted=False)),
     Column("valid_from", Integer, nullable=False),
     Column("valid_to", Integer),
+    Column("grant_kind", Integer, nullable=False),
+    Column("permission_text", Text),
 )
 
 users = Table(

@@ -24,6 +24,55 @@ RANK_SQL = """CASE {col}
     WHEN 'create-repo' THEN 3 WHEN 'create-project' THEN 3
     WHEN 'admin' THEN 4 WHEN 'owner' THEN 4 END"""
 
+#: A grant version's subject type, object type and permission are one small number in
+#: ``grant_versions.grant_kind`` (one byte where the three texts took about twenty, migration
+#: 0016): ``subject * 64 + object * 16 + permission``, each the index of its value below. A
+#: permission outside ``GRANT_PERMISSIONS`` (Bitbucket's answer as listed) is kept as it is in
+#: ``permission_text``, its index then ``OTHER_PERMISSION``. The table shows the three as columns
+#: computed from these (``GRANT_COLUMNS``), so that every query reads them by name.
+GRANT_SUBJECT_TYPES = ("user", "group")
+GRANT_OBJECT_TYPES = ("repository", "project", "workspace", "group")
+GRANT_PERMISSIONS = (
+    "read", "write", "admin", "create-repo", "member", "collaborator", "owner", "create-project",
+    "none",
+)  # fmt: skip
+OTHER_PERMISSION = 15
+
+
+def _cases(column: str, values: tuple[str, ...], scale: int, other: str = "") -> str:
+    whens = " ".join(f"WHEN '{value}' THEN {index * scale}" for index, value in enumerate(values))
+    return f"CASE {column} {whens}{other} END"
+
+
+def grant_kind_sql(row: str) -> str:
+    """``grant_kind`` of the row ``row`` whose ``subject_type``, ``object_type`` and
+    ``permission`` are texts (a staged grant); NULL for a type no fetcher gives."""
+    return (
+        f"{_cases(f'{row}.subject_type', GRANT_SUBJECT_TYPES, 64)}"
+        f" + {_cases(f'{row}.object_type', GRANT_OBJECT_TYPES, 16)}"
+        f" + {_cases(f'{row}.permission', GRANT_PERMISSIONS, 1, f' ELSE {OTHER_PERMISSION}')}"
+    )
+
+
+def permission_text_sql(row: str) -> str:
+    """``permission_text`` of the same row: the permission where no index names it, else NULL."""
+    known = ", ".join(f"'{value}'" for value in GRANT_PERMISSIONS)
+    return f"CASE WHEN {row}.permission IN ({known}) THEN NULL ELSE {row}.permission END"
+
+
+def _decode(part: str, values: tuple[str, ...]) -> str:
+    whens = " ".join(f"WHEN {index} THEN '{value}'" for index, value in enumerate(values))
+    return f"CASE {part} {whens} END"
+
+
+#: The columns ``grant_versions`` computes from ``grant_kind`` (SQLite's virtual generated
+#: columns: stored nowhere, computed as a row is read).
+GRANT_COLUMNS = {
+    "subject_type": _decode("grant_kind >> 6", GRANT_SUBJECT_TYPES),
+    "object_type": _decode("(grant_kind >> 4) & 3", GRANT_OBJECT_TYPES),
+    "permission": f"coalesce(permission_text, {_decode('grant_kind & 15', GRANT_PERMISSIONS)})",
+}
+
 #: Every complete snapshot paired with the complete snapshot before it (0 for the first).
 CONSECUTIVE_PAIRS = """SELECT coalesce((SELECT max(p.id) FROM snapshots p
                       WHERE p.status = 'complete' AND p.id < s.id), 0) AS a,

@@ -42,6 +42,8 @@ from exporter.store.sql import (
     LOG_CHANGES,
     PREVIOUS_COMPLETE,
     REFRESH_LABELS,
+    grant_kind_sql,
+    permission_text_sql,
 )
 from exporter.store.unexplained import update_unexplained
 
@@ -176,10 +178,10 @@ FRESH_SCOPES = (
 #: ``grant_versions`` first copies every row it inserts to a temporary table (SQLite guards
 #: against reading what it writes): at ``huge``'s first night, 4.9 million rows, 14.5 s; this
 #: way 5.8 s.
-INSERT_FRESH_GRANTS = """INSERT INTO grant_versions (scope_id, subject_type, subject_id,
-                           object_type, object_id, permission, valid_from, valid_to)
-       SELECT st.scope_id, st.subject_type, st.subject_id, st.object_type, st.object_id,
-              st.permission, :s, NULL
+INSERT_FRESH_GRANTS = f"""INSERT INTO grant_versions (scope_id, subject_id, object_id,
+                           grant_kind, permission_text, valid_from, valid_to)
+       SELECT st.scope_id, st.subject_id, st.object_id, {grant_kind_sql("st")},
+              {permission_text_sql("st")}, :s, NULL
          FROM stage_grants st
         WHERE st.snapshot_id = :s
           AND st.scope_id IN (SELECT scope_id FROM temp.merge_fresh_scopes)
@@ -303,10 +305,10 @@ MERGE_STATEMENTS = (
     CLOSE_CHANGED_PERMISSIONS,
     *FRESH_SCOPES,
     INSERT_FRESH_GRANTS,
-    """INSERT INTO grant_versions (scope_id, subject_type, subject_id, object_type, object_id,
-                                   permission, valid_from, valid_to)
-       SELECT st.scope_id, st.subject_type, st.subject_id, st.object_type, st.object_id,
-              st.permission, :s, NULL
+    f"""INSERT INTO grant_versions (scope_id, subject_id, object_id, grant_kind,
+                                    permission_text, valid_from, valid_to)
+       SELECT st.scope_id, st.subject_id, st.object_id, {grant_kind_sql("st")},
+              {permission_text_sql("st")}, :s, NULL
          FROM stage_observations so
         CROSS JOIN stage_grants st ON st.snapshot_id = so.snapshot_id AND st.scope_id = so.scope_id
         WHERE so.snapshot_id = :s AND so.outcome = 'ok'

@@ -475,6 +475,24 @@ def test_another_programs_sqlite_file_is_refused_untouched(cli: Cli, tmp_path: P
     assert sorted(p.name for p in tmp_path.iterdir()) == ["other.sqlite"]
 
 
+def test_an_sqlite_too_old_for_the_schema_is_refused_with_what_to_do(
+    cli: Cli, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The grant versions' computed columns need SQLite 3.31: an older library is told so before
+    any file is made or read."""
+    assert cli("snapshot") == EXIT_OK
+    before = cli.db.read_bytes()
+    monkeypatch.setattr(sqlite3, "sqlite_version_info", (3, 26, 0))
+    for command in ("snapshot", "diff", "snapshots"):
+        assert cli(command) == EXIT_USAGE, command
+        assert "bbaccess needs SQLite 3.31.0 or later, and this Python uses SQLite 3.26.0" in (
+            cli.stderr)
+    fresh = Cli(tmp_path / "new.db")
+    assert fresh("snapshot") == EXIT_USAGE and "SQLite 3.31.0" in fresh.stderr
+    assert not (tmp_path / "new.db").exists()
+    assert cli.db.read_bytes() == before
+
+
 def test_diff_filters_and_exit_code_for_alerts(cli: Cli, org: Org) -> None:
     assert cli("snapshot") == EXIT_OK
     assert cli("diff", "--exit-code") == EXIT_OK  # a first snapshot: baseline only

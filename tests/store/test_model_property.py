@@ -70,7 +70,8 @@ repo_attrs = st.tuples(
 )
 perm = st.sampled_from(["read", "write", "admin"])
 # An explicit grant may show a value outside the known order: stored, and diffed as "changed".
-explicit_perm = st.sampled_from(["read", "write", "admin", "none"])
+# "triage" is one no version of the grant kinds names either: kept as text (``permission_text``).
+explicit_perm = st.sampled_from(["read", "write", "admin", "none", "triage"])
 role = st.sampled_from(["member", "collaborator", "owner"])
 # absent: never reached. unfinished: staged a page, then the run completed without finishing
 # it (a cancelled reader): nothing of it, names included, may be merged or counted.
