@@ -190,6 +190,13 @@ def _budget_rows(
         f"{year.changes / max(year.open_versions, 1):.2f}: each opens or closes a version",
         "reported", verdict(None),
     ))
+    per_change = (year.final_bytes - year.final_one_bytes) / max(year.changes, 1)
+    per_grant = year.final_one_bytes / max(year.open_versions, 1)
+    rows.append(Row(
+        f"6d. bytes the history adds per change ÷ bytes of one snapshot per grant ({year_preset})",
+        f"{per_change:.0f} ÷ {per_grant:.0f} = {per_change / per_grant:.2f}: row 6 is about "
+        "1 + this times row 6c", "reported", verdict(None),
+    ))
     rows.append(Row(
         f"7a. diff of two snapshots ({biggest}): nightly / the first (all baseline)",
         f"{store.diff_seconds:.2f} s ({store.diff_rows} rows) / "
