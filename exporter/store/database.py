@@ -175,8 +175,8 @@ STAGE_TABLES_DDL = (
     "scope_id INTEGER NOT NULL, uuid TEXT NOT NULL, object_type TEXT NOT NULL, "
     "slug TEXT NOT NULL, name TEXT NOT NULL, is_private BOOLEAN, parent_uuid TEXT)",
     "CREATE TABLE IF NOT EXISTS stage.stage_grants (snapshot_id INTEGER NOT NULL, "
-    "scope_id INTEGER NOT NULL, subject_type TEXT NOT NULL, subject_id INTEGER NOT NULL, "
-    "object_type TEXT NOT NULL, object_id INTEGER NOT NULL, permission TEXT NOT NULL)",
+    "scope_id INTEGER NOT NULL, subject_id INTEGER NOT NULL, object_id INTEGER NOT NULL, "
+    "grant_kind INTEGER NOT NULL, permission_text TEXT)",
     "CREATE TABLE IF NOT EXISTS stage.stage_names (snapshot_id INTEGER NOT NULL, "
     "id INTEGER NOT NULL, uuid TEXT NOT NULL)",
     "CREATE TABLE IF NOT EXISTS stage.stage_users (snapshot_id INTEGER NOT NULL, "
@@ -209,8 +209,9 @@ def _attach_stage(path: Path) -> Callable[[Any, Any], None]:
         cursor.execute("PRAGMA stage.synchronous=OFF")
         cursor.execute(f"PRAGMA stage.cache_size=-{STAGE_CACHE_KIB}")
         cursor.execute("PRAGMA stage.table_info(stage_grants)")
-        if any(row[1] == "subject_uuid" for row in cursor.fetchall()):
-            # An earlier version's stage, which staged grants by uuid: nothing in it is needed.
+        if any(row[1] in ("subject_uuid", "permission") for row in cursor.fetchall()):
+            # An earlier version's stage, which staged grants by uuid or with their kinds as
+            # text: nothing in it is needed.
             cursor.execute("DROP TABLE stage.stage_grants")
         for statement in STAGE_TABLES_DDL:
             cursor.execute(statement)

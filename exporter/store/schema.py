@@ -252,11 +252,10 @@ stage_grants = Table(
     metadata,
     Column("snapshot_id", Integer, nullable=False),
     Column("scope_id", Integer, nullable=False),
-    Column("subject_type", Text, nullable=False),
-    Column("subject_uuid", Text, nullable=False),
-    Column("object_type", Text, nullable=False),
-    Column("object_uuid", Text, nullable=False),
-    Column("permission", Text, nullable=False),
+    Column("subject_id", Integer, nullable=False),
+    Column("object_id", Integer, nullable=False),
+    Column("grant_kind", Integer, nullable=False),
+    Column("permission_text", Text),
 )
 
 stage_users = Table(

@@ -39,25 +39,21 @@ GRANT_PERMISSIONS = (
 OTHER_PERMISSION = 15
 
 
-def _cases(column: str, values: tuple[str, ...], scale: int, other: str = "") -> str:
-    whens = " ".join(f"WHEN '{value}' THEN {index * scale}" for index, value in enumerate(values))
-    return f"CASE {column} {whens}{other} END"
+_SUBJECT_CODES = {value: index * 64 for index, value in enumerate(GRANT_SUBJECT_TYPES)}
+_OBJECT_CODES = {value: index * 16 for index, value in enumerate(GRANT_OBJECT_TYPES)}
+_PERMISSION_CODES = {value: index for index, value in enumerate(GRANT_PERMISSIONS)}
 
 
-def grant_kind_sql(row: str) -> str:
-    """``grant_kind`` of the row ``row`` whose ``subject_type``, ``object_type`` and
-    ``permission`` are texts (a staged grant); NULL for a type no fetcher gives."""
-    return (
-        f"{_cases(f'{row}.subject_type', GRANT_SUBJECT_TYPES, 64)}"
-        f" + {_cases(f'{row}.object_type', GRANT_OBJECT_TYPES, 16)}"
-        f" + {_cases(f'{row}.permission', GRANT_PERMISSIONS, 1, f' ELSE {OTHER_PERMISSION}')}"
-    )
-
-
-def permission_text_sql(row: str) -> str:
-    """``permission_text`` of the same row: the permission where no index names it, else NULL."""
-    known = ", ".join(f"'{value}'" for value in GRANT_PERMISSIONS)
-    return f"CASE WHEN {row}.permission IN ({known}) THEN NULL ELSE {row}.permission END"
+def grant_kind(subject_type: str, object_type: str, permission: str) -> tuple[int, str | None]:
+    """``grant_kind`` and ``permission_text`` of a grant, as the writer stages it."""
+    try:
+        kind = _SUBJECT_CODES[subject_type] + _OBJECT_CODES[object_type]
+    except KeyError:
+        raise ValueError(f"no grant kind for a {subject_type}'s grant on a {object_type}") from None
+    code = _PERMISSION_CODES.get(permission)
+    if code is None:
+        return kind + OTHER_PERMISSION, permission
+    return kind + code, None
 
 
 def _decode(part: str, values: tuple[str, ...]) -> str:

@@ -42,8 +42,7 @@ from exporter.store.sql import (
     LOG_CHANGES,
     PREVIOUS_COMPLETE,
     REFRESH_LABELS,
-    grant_kind_sql,
-    permission_text_sql,
+    grant_kind,
 )
 from exporter.store.unexplained import update_unexplained
 
@@ -54,8 +53,8 @@ STAGE_OBJECT = (
     "is_private, parent_uuid) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
 )
 STAGE_GRANT = (
-    "INSERT INTO stage_grants (snapshot_id, scope_id, subject_type, subject_id, "
-    "object_type, object_id, permission) VALUES (?, ?, ?, ?, ?, ?, ?)"
+    "INSERT INTO stage_grants (snapshot_id, scope_id, subject_id, object_id, grant_kind, "
+    "permission_text) VALUES (?, ?, ?, ?, ?, ?)"
 )
 #: The uuids first seen tonight, with the ids the writer gave them in ``names``.
 STAGE_NAME = "INSERT INTO stage_names (snapshot_id, id, uuid) VALUES (?, ?, ?)"
@@ -136,7 +135,7 @@ GRANTS_KEY = (
     # Covering: a scope read for the first time is inserted in this order straight from the key
     # (``INSERT_FRESH_GRANTS``), without reading the stage's rows one by one.
     "CREATE INDEX IF NOT EXISTS stage.stage_grants_key ON stage_grants (scope_id, subject_id, "
-    "object_id, subject_type, object_type, permission, snapshot_id)",
+    "object_id, grant_kind, permission_text, snapshot_id)",
     """DELETE FROM stage_grants WHERE rowid IN (
          SELECT st.rowid FROM stage_grants st JOIN (
            SELECT scope_id, subject_id, object_id, max(rowid) AS kept FROM stage_grants
@@ -178,10 +177,10 @@ FRESH_SCOPES = (
 #: ``grant_versions`` first copies every row it inserts to a temporary table (SQLite guards
 #: against reading what it writes): at ``huge``'s first night, 4.9 million rows, 14.5 s; this
 #: way 5.8 s.
-INSERT_FRESH_GRANTS = f"""INSERT INTO grant_versions (scope_id, subject_id, object_id,
+INSERT_FRESH_GRANTS = """INSERT INTO grant_versions (scope_id, subject_id, object_id,
                            grant_kind, permission_text, valid_from, valid_to)
-       SELECT st.scope_id, st.subject_id, st.object_id, {grant_kind_sql("st")},
-              {permission_text_sql("st")}, :s, NULL
+       SELECT st.scope_id, st.subject_id, st.object_id, st.grant_kind, st.permission_text, :s,
+              NULL
          FROM stage_grants st
         WHERE st.snapshot_id = :s
           AND st.scope_id IN (SELECT scope_id FROM temp.merge_fresh_scopes)
@@ -209,7 +208,9 @@ CLOSE_CHANGED_PERMISSIONS = """UPDATE grant_versions SET valid_to = :s
                        JOIN grant_versions g ON g.scope_id = st.scope_id
                                     AND g.subject_id = st.subject_id
                                     AND g.object_id = st.object_id AND g.valid_to IS NULL
-                      WHERE st.snapshot_id = :s AND g.permission <> st.permission)"""
+                      WHERE st.snapshot_id = :s
+                        AND (g.grant_kind <> st.grant_kind
+                             OR g.permission_text IS NOT st.permission_text))"""
 
 #: Closing the child scopes of the objects closed tonight, and their facts: skipped when the
 #: merge closed no object (every first night, most nights), which each statement would otherwise
@@ -292,7 +293,8 @@ MERGE_STATEMENTS = (
                            WHERE st.snapshot_id = :s AND st.scope_id = grant_versions.scope_id
                              AND st.subject_id = grant_versions.subject_id
                              AND st.object_id = grant_versions.object_id
-                             AND st.permission = grant_versions.permission)""",
+                             AND st.grant_kind = grant_versions.grant_kind
+                             AND st.permission_text IS grant_versions.permission_text)""",
     # A scope staged as what changed (``KnownGrants``): the versions no row showed, and those a
     # staged row shows with another permission. Read from the stage, not from every open grant.
     """UPDATE grant_versions SET valid_to = :s
@@ -305,10 +307,10 @@ MERGE_STATEMENTS = (
     CLOSE_CHANGED_PERMISSIONS,
     *FRESH_SCOPES,
     INSERT_FRESH_GRANTS,
-    f"""INSERT INTO grant_versions (scope_id, subject_id, object_id, grant_kind,
-                                    permission_text, valid_from, valid_to)
-       SELECT st.scope_id, st.subject_id, st.object_id, {grant_kind_sql("st")},
-              {permission_text_sql("st")}, :s, NULL
+    """INSERT INTO grant_versions (scope_id, subject_id, object_id, grant_kind,
+                                   permission_text, valid_from, valid_to)
+       SELECT st.scope_id, st.subject_id, st.object_id, st.grant_kind, st.permission_text, :s,
+              NULL
          FROM stage_observations so
         CROSS JOIN stage_grants st ON st.snapshot_id = so.snapshot_id AND st.scope_id = so.scope_id
         WHERE so.snapshot_id = :s AND so.outcome = 'ok'
@@ -484,6 +486,8 @@ class SnapshotWriter:
         # Every uuid's id in ``names`` (loaded by ``begin``): grants are staged and kept by id.
         self._name_ids: dict[str, int] = {}
         self._next_name_id = 1
+        # Each (subject type, object type, permission) seen, as staged (``sql.grant_kind``).
+        self._grant_kinds: dict[tuple[str, str, str], tuple[int, str | None]] = {}
         self.snapshot_id = 0
         self.merged = False
 
@@ -597,7 +601,7 @@ class SnapshotWriter:
         # Taken after the wait: a flush meanwhile replaced the lists (rows appended to the old
         # ones were lost).
         objects, grants, users = (self._pending[sql] for sql in STAGE_ORDER[:3])
-        name_id = self._name_id
+        name_id, kinds = self._name_id, self._grant_kinds
         for r in records:
             if isinstance(r, ObjectRecord):
                 objects.append(
@@ -608,10 +612,11 @@ class SnapshotWriter:
                 subject_id, object_id = name_id(r.subject_uuid), name_id(r.object_uuid)
                 if known is not None and known.unchanged(subject_id, object_id, r.permission):
                     continue
-                grants.append(
-                    (s, scope_id, r.subject_type, subject_id, r.object_type, object_id,
-                     r.permission)
-                )
+                kind = kinds.get((r.subject_type, r.object_type, r.permission))
+                if kind is None:
+                    kind = kinds[r.subject_type, r.object_type, r.permission] = grant_kind(
+                        r.subject_type, r.object_type, r.permission)
+                grants.append((s, scope_id, subject_id, object_id, *kind))
             elif isinstance(r, UserRecord):
                 seen = self._names_seen.setdefault(scope_id, set())
                 user_id = name_id(r.uuid)

@@ -364,8 +364,9 @@ def test_a_stale_running_row_is_aborted_and_its_stage_never_merged(cli: Cli, org
             conn.execute(statement)
         conn.execute("INSERT INTO snapshots (id, started_at, status, tool_version) "
                      "VALUES (2, '2026-01-01T00:00:00Z', 'running', 'dead')")  # fmt: skip
-        conn.execute("INSERT INTO stage_grants SELECT 2, scope_id, subject_type, subject_uuid, "
-                     "object_type, object_uuid, 'admin' FROM grants WHERE valid_to IS NULL")
+        conn.execute("INSERT INTO stage_grants SELECT 2, scope_id, subject_id, object_id, "
+                     "(grant_kind & ~15) + 2, NULL FROM grant_versions "
+                     "WHERE valid_to IS NULL")  # every grant staged as 'admin'
         conn.execute("INSERT INTO stage_observations (snapshot_id, scope_id, outcome, requests) "
                      "SELECT DISTINCT 2, scope_id, 'ok', 1 FROM grants")  # fmt: skip
     assert_kept(cli, before, "running")

@@ -26,7 +26,14 @@ from exporter.errors import DatabaseError
 from exporter.store import writer as writer_module
 from exporter.store.database import open_database, stage_path
 from exporter.store.queries import diff
-from exporter.store.sql import LABELS_SQL
+from exporter.store.sql import (
+    GRANT_COLUMNS,
+    GRANT_OBJECT_TYPES,
+    GRANT_PERMISSIONS,
+    GRANT_SUBJECT_TYPES,
+    LABELS_SQL,
+    grant_kind,
+)
 from exporter.store.writer import (
     MERGE_STATEMENTS,
     STAGE_BATCH_ROWS,
@@ -1071,3 +1078,22 @@ async def test_a_first_merge_that_fails_leaves_nothing_and_the_log_on(
     assert query(path, "PRAGMA journal_mode") == [("wal",)]
     assert query(path, "SELECT count(*) FROM grants") == [(0,)]
     assert query(path, "SELECT status FROM snapshots") == [("running",)]
+
+
+def test_every_grant_kind_reads_back_as_it_was_staged() -> None:
+    """The writer stages a grant's types and permission as ``grant_kind`` (one byte) and
+    ``permission_text``; the table's computed columns give back the texts, an unknown permission
+    included. A type no kind names is refused before anything is staged."""
+    read_back = ", ".join(f"{expression} AS {name}" for name, expression in GRANT_COLUMNS.items())
+    with closing(sqlite3.connect(":memory:")) as conn:
+        for subject in GRANT_SUBJECT_TYPES:
+            for object_type in GRANT_OBJECT_TYPES:
+                for permission in (*GRANT_PERMISSIONS, "triage"):
+                    kind, other = grant_kind(subject, object_type, permission)
+                    assert 0 <= kind < 128  # one byte
+                    assert (other is None) == (permission != "triage")
+                    row = conn.execute(f"SELECT {read_back} FROM (SELECT ? AS grant_kind, "
+                                       "? AS permission_text)", (kind, other)).fetchone()
+                    assert row == (subject, object_type, permission)
+    with pytest.raises(ValueError, match="no grant kind for a team's grant on a repository"):
+        grant_kind("team", "repository", "read")
