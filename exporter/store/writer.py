@@ -380,10 +380,11 @@ async def merge_staged(conn: AsyncConnection, snapshot_id: int) -> None:
         await conn.execute(text(f"PRAGMA cache_size=-{CACHE_KIB}"))
 
 
-#: The indexes of ``grant_versions`` that no merge statement looks rows up by.
-ASIDE_INDEXES = (
-    "ix_grant_versions_subject", "ix_grant_versions_object", "ix_grant_versions_valid_from"
-)
+#: The indexes of ``grant_versions`` that no merge statement looks rows up by, and that new rows
+#: land all over. ``ix_grant_versions_valid_from`` stays: every row a merge inserts goes at its
+#: end (the snapshot's id is the highest, the row's id too), which costs less than sorting it
+#: anew (at ``huge``'s first merge, 0.7 s against 1.05 s, for pages 88 % full, not 100 %).
+ASIDE_INDEXES = ("ix_grant_versions_subject", "ix_grant_versions_object")
 #: Fewer staged grants than this never set indexes aside: it would not pay.
 BULK_MIN_ROWS = 10_000
 
