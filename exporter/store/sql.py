@@ -17,6 +17,8 @@ lowered. Group membership changes are ``added to group`` and ``removed from grou
 
 from __future__ import annotations
 
+import functools
+
 #: Permissions and roles in order; a higher rank is more access. Any other value has no rank.
 RANK_SQL = """CASE {col}
     WHEN 'read' THEN 1 WHEN 'member' THEN 1
@@ -44,6 +46,7 @@ _OBJECT_CODES = {value: index * 16 for index, value in enumerate(GRANT_OBJECT_TY
 _PERMISSION_CODES = {value: index for index, value in enumerate(GRANT_PERMISSIONS)}
 
 
+@functools.lru_cache(maxsize=256)  # a run sees a few dozen triples, millions of times each
 def grant_kind(subject_type: str, object_type: str, permission: str) -> tuple[int, str | None]:
     """``grant_kind`` and ``permission_text`` of a grant, as the writer stages it."""
     try:

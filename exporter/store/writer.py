@@ -487,8 +487,6 @@ class SnapshotWriter:
         # Every uuid's id in ``names`` (loaded by ``begin``): grants are staged and kept by id.
         self._name_ids: dict[str, int] = {}
         self._next_name_id = 1
-        # Each (subject type, object type, permission) seen, as staged (``sql.grant_kind``).
-        self._grant_kinds: dict[tuple[str, str, str], tuple[int, str | None]] = {}
         self.snapshot_id = 0
         self.merged = False
 
@@ -602,7 +600,7 @@ class SnapshotWriter:
         # Taken after the wait: a flush meanwhile replaced the lists (rows appended to the old
         # ones were lost).
         objects, grants, users = (self._pending[sql] for sql in STAGE_ORDER[:3])
-        name_id, kinds = self._name_id, self._grant_kinds
+        name_id = self._name_id
         for r in records:
             if isinstance(r, ObjectRecord):
                 objects.append(
@@ -613,10 +611,7 @@ class SnapshotWriter:
                 subject_id, object_id = name_id(r.subject_uuid), name_id(r.object_uuid)
                 if known is not None and known.unchanged(subject_id, object_id, r.permission):
                     continue
-                kind = kinds.get((r.subject_type, r.object_type, r.permission))
-                if kind is None:
-                    kind = kinds[r.subject_type, r.object_type, r.permission] = grant_kind(
-                        r.subject_type, r.object_type, r.permission)
+                kind = grant_kind(r.subject_type, r.object_type, r.permission)
                 grants.append((s, scope_id, subject_id, object_id, *kind))
             elif isinstance(r, UserRecord):
                 seen = self._names_seen.setdefault(scope_id, set())
