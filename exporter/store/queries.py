@@ -446,7 +446,7 @@ SELECT g.*, (SELECT finished_at FROM snapshots WHERE id = g.oldest) FROM (
      GROUP BY l.workspace_uuid, l.kind) g ORDER BY 1, 2"""
 
 #: Per-object scopes read by the last complete snapshot: the nightly pace.
-PACE_SQL = """SELECT count(*) FROM observations o JOIN scopes s ON s.id = o.scope_id
+PACE_SQL = """SELECT count(*) FROM scopes s CROSS JOIN observations o ON o.scope_id = s.id
  WHERE s.parent_scope_id IS NOT NULL AND o.closure IS NULL
    AND o.snapshot_id = (SELECT max(id) FROM snapshots WHERE status = 'complete')"""
 

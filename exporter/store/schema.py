@@ -74,11 +74,13 @@ scopes = Table(
     UniqueConstraint("kind", "object_uuid"),
 )
 
+#: Kept by scope (migration 0017): nearly every question is a scope's (its latest ok observation
+#: at or before a snapshot); those of one snapshot ask each scope in turn.
 observations = Table(
     "observations",
     metadata,
-    Column("snapshot_id", Integer, ForeignKey("snapshots.id"), nullable=False),
     Column("scope_id", Integer, ForeignKey("scopes.id"), nullable=False),
+    Column("snapshot_id", Integer, ForeignKey("snapshots.id"), nullable=False),
     Column("outcome", Text, nullable=False),
     Column("detail", Text),
     #: Set when the scope was closed without being read: 'deleted' (its object left its parent's
@@ -86,7 +88,7 @@ observations = Table(
     Column("closure", Text),
     #: Requests the observation took (pages read); the planner's estimate for the next run.
     Column("requests", Integer, nullable=False, default=0),
-    PrimaryKeyConstraint("snapshot_id", "scope_id"),
+    PrimaryKeyConstraint("scope_id", "snapshot_id"),
     sqlite_with_rowid=False,
 )
 

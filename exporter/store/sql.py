@@ -434,12 +434,13 @@ LOG_CHANGES = (
 #: a version in (a, b] still valid at b, unless (for grants) its object appeared in a parent
 #: listing read by ``a``, which makes its rows ``granted``. Every version opened in (a, b] comes
 #: from an ok read in (a, b] (a pruned snapshot's reads move with its versions): the candidates
-#: are found through the observations, not through the versions. The versions closed after b
-#: (only when an older pair's log is written again) are gathered once, not per scope.
+#: are found through the observations (each scope's, ``observations`` being kept by scope), not
+#: through the versions. The versions closed after b (only when an older pair's log is written
+#: again) are gathered once, not per scope.
 BASELINE_SCOPES = """INSERT INTO baseline_scopes (snapshot_id, scope_id, from_snapshot_id)
 SELECT :b, s.id, :a FROM scopes s
- WHERE s.id IN (SELECT scope_id FROM observations
-                 WHERE snapshot_id > :a AND snapshot_id <= :b AND outcome = 'ok')
+ WHERE EXISTS (SELECT 1 FROM observations x WHERE x.scope_id = s.id AND x.outcome = 'ok'
+                  AND x.snapshot_id > :a AND x.snapshot_id <= :b)
    AND NOT EXISTS (SELECT 1 FROM observations x WHERE x.scope_id = s.id AND x.outcome = 'ok'
                       AND x.snapshot_id <= :a)
    AND (EXISTS (SELECT 1 FROM objects o WHERE o.scope_id = s.id AND o.valid_to IS NULL

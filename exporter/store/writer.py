@@ -222,9 +222,11 @@ CLOSE_WITH_OBJECTS = (
     # or now) has facts to close; whether some run (perhaps one that crashed) merely attempted
     # it must not change what a diff says. (``+o.valid_to``: the object is found by its uuid;
     # by ``valid_to``, every child scope scanned every object closed tonight, and a night that
-    # closed 100,000 repositories never ended.)
-    """INSERT OR REPLACE INTO observations (snapshot_id, scope_id, outcome, detail, closure)
-       SELECT :s, c.id, 'ok', 'deleted with its ' || c.object_type, 'deleted'
+    # closed 100,000 repositories never ended.) The scopes are gathered once: ``observations``
+    # is kept by scope, and asked for the closures of one snapshot it would read every row.
+    "DROP TABLE IF EXISTS temp.merge_closed_scopes",
+    """CREATE TEMP TABLE merge_closed_scopes AS
+       SELECT c.id AS scope_id, c.object_type
          FROM scopes c
         WHERE c.parent_scope_id IN (SELECT scope_id FROM stage_observations
                                      WHERE snapshot_id = :s AND outcome = 'ok')
@@ -236,20 +238,20 @@ CLOSE_WITH_OBJECTS = (
                          AND o.uuid = c.object_uuid AND +o.valid_to = :s)
           AND NOT EXISTS (SELECT 1 FROM objects o WHERE o.scope_id = c.parent_scope_id
                              AND o.uuid = c.object_uuid AND o.valid_to IS NULL)""",
+    """INSERT OR REPLACE INTO observations (snapshot_id, scope_id, outcome, detail, closure)
+       SELECT :s, scope_id, 'ok', 'deleted with its ' || object_type, 'deleted'
+         FROM temp.merge_closed_scopes""",
     """DELETE FROM stage_grants
-        WHERE scope_id IN (SELECT scope_id FROM observations
-                            WHERE snapshot_id = :s AND closure IS NOT NULL)""",
+        WHERE scope_id IN (SELECT scope_id FROM temp.merge_closed_scopes)""",
     """DELETE FROM stage_objects
-        WHERE scope_id IN (SELECT scope_id FROM observations
-                            WHERE snapshot_id = :s AND closure IS NOT NULL)""",
+        WHERE scope_id IN (SELECT scope_id FROM temp.merge_closed_scopes)""",
     """UPDATE grant_versions SET valid_to = :s
         WHERE valid_to IS NULL
-          AND scope_id IN (SELECT scope_id FROM observations
-                            WHERE snapshot_id = :s AND closure IS NOT NULL)""",
+          AND scope_id IN (SELECT scope_id FROM temp.merge_closed_scopes)""",
     """UPDATE objects SET valid_to = :s
         WHERE valid_to IS NULL
-          AND scope_id IN (SELECT scope_id FROM observations
-                            WHERE snapshot_id = :s AND closure IS NOT NULL)""",
+          AND scope_id IN (SELECT scope_id FROM temp.merge_closed_scopes)""",
+    "DROP TABLE temp.merge_closed_scopes",
 )
 
 # Versions of ``objects`` and ``grant_versions`` are closed when an ok observation of their scope
@@ -825,8 +827,10 @@ class SnapshotWriter:
         deleted objects (not observations of a listing, so not counted as ok)."""
         rows = await conn.execute(
             text(
-                "SELECT outcome, closure IS NOT NULL, count(*) FROM observations "
-                "WHERE snapshot_id = :s GROUP BY 1, 2"
+                # Scope by scope: ``observations`` is kept by scope.
+                "SELECT o.outcome, o.closure IS NOT NULL, count(*) FROM scopes sc "
+                "CROSS JOIN observations o ON o.scope_id = sc.id AND o.snapshot_id = :s "
+                "GROUP BY 1, 2"
             ),
             {"s": self.snapshot_id},
         )

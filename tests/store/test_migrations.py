@@ -561,3 +561,56 @@ async def test_revision_0016_keeps_each_grant_s_kind_as_a_number_and_goes_back(
     with sqlite3.connect(db) as conn:
         assert conn.execute(every).fetchall() == at_0015
         assert conn.execute("PRAGMA quick_check").fetchall() == [("ok",)]
+
+
+async def test_revision_0017_keeps_observations_by_scope_without_a_second_copy_and_goes_back(
+    tmp_path: Path,
+) -> None:
+    """From 0017 ``observations`` is kept by (scope, snapshot) and has no index beside it: the
+    same rows in fewer bytes, a scope's latest ok observation found by its key, every view
+    answering as before, both ways; and the nights go on."""
+    db = tmp_path / "a.db"
+    org = generate_org("small", 7)
+    await churned_nights(db, org, 3, rate=0.3)
+    rows = "SELECT snapshot_id, scope_id, outcome, detail, closure, requests FROM observations"
+    indexes = "SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'observations'"
+    size = ("SELECT sum(d.pgsize) FROM dbstat d JOIN sqlite_master m ON m.name = d.name "
+            "WHERE m.tbl_name = 'observations'")  # fmt: skip
+    latest = ("EXPLAIN QUERY PLAN SELECT max(snapshot_id) FROM observations "
+              "WHERE scope_id = 3 AND outcome = 'ok' AND snapshot_id <= 2")  # fmt: skip
+    before = answers(db)
+    assert before["access_changes"]
+    with sqlite3.connect(db) as conn:
+        kept = sorted(conn.execute(rows))
+        assert conn.execute(indexes).fetchall() == []
+        assert "PRIMARY KEY (scope_id, snapshot_id)" in conn.execute(
+            "SELECT sql FROM sqlite_master WHERE name = 'observations'").fetchone()[0]
+        plan = " ".join(row[3] for row in conn.execute(latest))
+        assert "PRIMARY KEY (scope_id=? AND snapshot_id<?)" in plan, plan
+        by_scope = conn.execute(size).fetchone()[0]
+
+    await to_revision(db, "0016")
+    with sqlite3.connect(db) as conn:
+        assert sorted(conn.execute(rows)) == kept
+        assert conn.execute(indexes).fetchall() == [("ix_observations_scope",)]
+        assert conn.execute(size).fetchone()[0] > by_scope
+    assert answers(db) == before
+
+    engine = await open_database(db)
+    await engine.dispose()
+    assert answers(db) == before
+    with sqlite3.connect(db) as conn:
+        assert sorted(conn.execute(rows)) == kept
+        assert conn.execute(indexes).fetchall() == []
+        assert conn.execute("PRAGMA quick_check").fetchall() == [("ok",)]
+    nights = NightWriter(db)
+    try:
+        apply_churn(org, rng=random.Random(9), rate=0.2)
+        await nights.night(org)
+    finally:
+        await nights.close()
+    with sqlite3.connect(db) as conn:
+        read = conn.execute("SELECT count(*) FROM observations WHERE snapshot_id = 4 "
+                            "AND outcome = 'ok' AND closure IS NULL").fetchone()[0]  # fmt: skip
+        assert read > 0
+        assert conn.execute("SELECT scopes_ok FROM snapshots WHERE id = 4").fetchone() == (read,)

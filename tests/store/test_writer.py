@@ -436,7 +436,7 @@ async def test_the_merge_finds_a_deleted_repository_by_its_uuid(tmp_path: Path) 
     path = tmp_path / "a.db"
     engine = await open_database(path)
     await engine.dispose()
-    closure = next(s for s in MERGE_STATEMENTS if "'deleted with its '" in s)
+    closure = next(s for s in MERGE_STATEMENTS if "CREATE TEMP TABLE merge_closed_scopes" in s)
     plan = [row[3] for row in query(path, f"EXPLAIN QUERY PLAN {closure}", 2)]
     objects = [step for step in plan if step.startswith("SEARCH o USING") and "objects" in step]
     assert objects and all("valid_to" not in step for step in objects), plan
