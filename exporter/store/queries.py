@@ -17,7 +17,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from exporter.errors import ConfigError
-from exporter.store.sql import DIFF_BASELINE_COUNT_SQL, DIFF_SQL
+from exporter.store.sql import DIFF_BASELINE_COUNT_SQL, DIFF_SQL, EVERY_OUTCOME
 
 CHANGE_COLUMNS = (
     "snapshot_id",
@@ -446,8 +446,8 @@ SELECT g.*, (SELECT finished_at FROM snapshots WHERE id = g.oldest) FROM (
      GROUP BY l.workspace_uuid, l.kind) g ORDER BY 1, 2"""
 
 #: Per-object scopes read by the last complete snapshot: the nightly pace.
-PACE_SQL = """SELECT count(*) FROM scopes s CROSS JOIN observations o ON o.scope_id = s.id
- WHERE s.parent_scope_id IS NOT NULL AND o.closure IS NULL
+PACE_SQL = f"""SELECT count(*) FROM scopes s CROSS JOIN observations o ON o.scope_id = s.id
+ WHERE s.parent_scope_id IS NOT NULL AND o.closure IS NULL AND o.outcome IN {EVERY_OUTCOME}
    AND o.snapshot_id = (SELECT max(id) FROM snapshots WHERE status = 'complete')"""
 
 

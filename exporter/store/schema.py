@@ -74,21 +74,23 @@ scopes = Table(
     UniqueConstraint("kind", "object_uuid"),
 )
 
-#: Kept by scope (migration 0017): nearly every question is a scope's (its latest ok observation
-#: at or before a snapshot); those of one snapshot ask each scope in turn.
+#: Kept by scope and outcome (migration 0017): nearly every question is a scope's (its latest ok
+#: observation at or before a snapshot, one look-up); those of one snapshot ask each scope in
+#: turn, for each outcome (``sql.EVERY_OUTCOME``). One row per scope and snapshot: a closure
+#: deletes the row it replaces.
 observations = Table(
     "observations",
     metadata,
     Column("scope_id", Integer, ForeignKey("scopes.id"), nullable=False),
-    Column("snapshot_id", Integer, ForeignKey("snapshots.id"), nullable=False),
     Column("outcome", Text, nullable=False),
+    Column("snapshot_id", Integer, ForeignKey("snapshots.id"), nullable=False),
     Column("detail", Text),
     #: Set when the scope was closed without being read: 'deleted' (its object left its parent's
     #: listing). Such a row counts as an ok observation with no facts.
     Column("closure", Text),
     #: Requests the observation took (pages read); the planner's estimate for the next run.
     Column("requests", Integer, nullable=False, default=0),
-    PrimaryKeyConstraint("scope_id", "snapshot_id"),
+    PrimaryKeyConstraint("scope_id", "outcome", "snapshot_id"),
     sqlite_with_rowid=False,
 )
 

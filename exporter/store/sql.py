@@ -19,6 +19,13 @@ from __future__ import annotations
 
 import functools
 
+from exporter.errors import Outcome
+
+#: Every outcome an observation may have, as an SQL list. ``observations`` is kept by (scope,
+#: outcome, snapshot): a question about one snapshot's observations names each outcome, so that
+#: each scope's row is looked up by its key instead of read out of the scope's history.
+EVERY_OUTCOME = "(" + ", ".join(f"'{outcome.value}'" for outcome in Outcome) + ")"
+
 #: Permissions and roles in order; a higher rank is more access. Any other value has no rank.
 RANK_SQL = """CASE {col}
     WHEN 'read' THEN 1 WHEN 'member' THEN 1

@@ -39,6 +39,7 @@ from exporter.store.known_grants import KnownGrants
 from exporter.store.sql import (
     ANALYZE_SMALL,
     BASELINE_SCOPES,
+    EVERY_OUTCOME,
     LOG_CHANGES,
     PREVIOUS_COMPLETE,
     REFRESH_LABELS,
@@ -238,7 +239,11 @@ CLOSE_WITH_OBJECTS = (
                          AND o.uuid = c.object_uuid AND +o.valid_to = :s)
           AND NOT EXISTS (SELECT 1 FROM objects o WHERE o.scope_id = c.parent_scope_id
                              AND o.uuid = c.object_uuid AND o.valid_to IS NULL)""",
-    """INSERT OR REPLACE INTO observations (snapshot_id, scope_id, outcome, detail, closure)
+    # The closure replaces what the scope's observation tonight said, if it had one.
+    f"""DELETE FROM observations
+        WHERE scope_id IN (SELECT scope_id FROM temp.merge_closed_scopes)
+          AND outcome IN {EVERY_OUTCOME} AND snapshot_id = :s""",
+    """INSERT INTO observations (snapshot_id, scope_id, outcome, detail, closure)
        SELECT :s, scope_id, 'ok', 'deleted with its ' || object_type, 'deleted'
          FROM temp.merge_closed_scopes""",
     """DELETE FROM stage_grants
@@ -827,10 +832,10 @@ class SnapshotWriter:
         deleted objects (not observations of a listing, so not counted as ok)."""
         rows = await conn.execute(
             text(
-                # Scope by scope: ``observations`` is kept by scope.
+                # Scope by scope: ``observations`` is kept by scope and outcome.
                 "SELECT o.outcome, o.closure IS NOT NULL, count(*) FROM scopes sc "
-                "CROSS JOIN observations o ON o.scope_id = sc.id AND o.snapshot_id = :s "
-                "GROUP BY 1, 2"
+                "CROSS JOIN observations o ON o.scope_id = sc.id "
+                f"AND o.outcome IN {EVERY_OUTCOME} AND o.snapshot_id = :s GROUP BY 1, 2"
             ),
             {"s": self.snapshot_id},
         )

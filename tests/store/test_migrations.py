@@ -18,7 +18,7 @@ from exporter.errors import DatabaseError
 from exporter.simulator import apply_churn, generate_org
 from exporter.store.database import alembic_config, open_database
 from exporter.store.queries import CHANGE_COLUMNS
-from exporter.store.sql import CHANGE_KINDS, DIFF_SQL, GRANT_COLUMNS
+from exporter.store.sql import CHANGE_KINDS, DIFF_SQL, EVERY_OUTCOME, GRANT_COLUMNS
 from exporter.store.writer import RunCounters, SnapshotWriter
 from tests.bench.bench_records import FIRST_KINDS, NightWriter, churned_nights
 from tests.store.test_unexplained import SOURCES_GO_WHILE_THE_EFFECTIVE_LISTING_FAILS, run_nights
@@ -566,9 +566,10 @@ async def test_revision_0016_keeps_each_grant_s_kind_as_a_number_and_goes_back(
 async def test_revision_0017_keeps_observations_by_scope_without_a_second_copy_and_goes_back(
     tmp_path: Path,
 ) -> None:
-    """From 0017 ``observations`` is kept by (scope, snapshot) and has no index beside it: the
-    same rows in fewer bytes, a scope's latest ok observation found by its key, every view
-    answering as before, both ways; and the nights go on."""
+    """From 0017 ``observations`` is kept by (scope, outcome, snapshot) and has no index beside
+    it: the same rows in fewer bytes, a scope's latest ok observation found by its key however
+    many failed reads came after it, every view answering as before, both ways; and the nights go
+    on."""
     db = tmp_path / "a.db"
     org = generate_org("small", 7)
     await churned_nights(db, org, 3, rate=0.3)
@@ -578,15 +579,19 @@ async def test_revision_0017_keeps_observations_by_scope_without_a_second_copy_a
             "WHERE m.tbl_name = 'observations'")  # fmt: skip
     latest = ("EXPLAIN QUERY PLAN SELECT max(snapshot_id) FROM observations "
               "WHERE scope_id = 3 AND outcome = 'ok' AND snapshot_id <= 2")  # fmt: skip
+    one_night = ("EXPLAIN QUERY PLAN SELECT count(*) FROM scopes s CROSS JOIN observations o "
+                 f"ON o.scope_id = s.id AND o.outcome IN {EVERY_OUTCOME} AND o.snapshot_id = 2")
     before = answers(db)
     assert before["access_changes"]
     with sqlite3.connect(db) as conn:
         kept = sorted(conn.execute(rows))
         assert conn.execute(indexes).fetchall() == []
-        assert "PRIMARY KEY (scope_id, snapshot_id)" in conn.execute(
+        assert "PRIMARY KEY (scope_id, outcome, snapshot_id)" in conn.execute(
             "SELECT sql FROM sqlite_master WHERE name = 'observations'").fetchone()[0]
         plan = " ".join(row[3] for row in conn.execute(latest))
-        assert "PRIMARY KEY (scope_id=? AND snapshot_id<?)" in plan, plan
+        assert "PRIMARY KEY (scope_id=? AND outcome=? AND snapshot_id<?)" in plan, plan
+        plan = " ".join(row[3] for row in conn.execute(one_night))
+        assert "PRIMARY KEY (scope_id=? AND outcome=? AND snapshot_id=?)" in plan, plan
         by_scope = conn.execute(size).fetchone()[0]
 
     await to_revision(db, "0016")
