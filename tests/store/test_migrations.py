@@ -15,7 +15,7 @@ from alembic.operations import Operations
 from sqlalchemy import Connection
 
 from exporter.errors import DatabaseError
-from exporter.simulator import apply_churn, generate_org
+from exporter.simulator import Org, apply_churn, generate_org
 from exporter.store.database import alembic_config, open_database
 from exporter.store.queries import CHANGE_COLUMNS
 from exporter.store.sql import CHANGE_KINDS, DIFF_SQL, EVERY_OUTCOME, GRANT_COLUMNS
@@ -50,6 +50,16 @@ def views_and_tables(db: Path) -> list[tuple[str, str]]:
 
 def tables(db: Path) -> set[str]:
     return {name for kind, name in views_and_tables(db) if kind == "table"}
+
+
+async def one_more_night(db: Path, org: Org) -> None:
+    """A day of churn on ``org``, then a night of it written into ``db``."""
+    nights = NightWriter(db)
+    try:
+        apply_churn(org, rng=random.Random(9), rate=0.2)
+        await nights.night(org)
+    finally:
+        await nights.close()
 
 
 async def to_revision(db: Path, revision: str) -> None:
@@ -386,12 +396,7 @@ async def test_revision_0012_stores_observations_and_the_change_log_by_key_and_g
     with sqlite3.connect(db) as conn:
         assert conn.execute(rowid_tables).fetchall() == []
         assert conn.execute("PRAGMA quick_check").fetchall() == [("ok",)]
-    nights = NightWriter(db)  # nights go on: new entries beside the renumbered ones
-    try:
-        apply_churn(org, rng=random.Random(9), rate=0.2)
-        await nights.night(org)
-    finally:
-        await nights.close()
+    await one_more_night(db, org)  # nights go on: new entries beside the renumbered ones
     with sqlite3.connect(db) as conn:
         newest = conn.execute("SELECT max(snapshot_id), count(*) FROM change_log "
                               "WHERE snapshot_id = (SELECT max(snapshot_id) FROM change_log)"
@@ -608,12 +613,7 @@ async def test_revision_0017_keeps_observations_by_scope_without_a_second_copy_a
         assert sorted(conn.execute(rows)) == kept
         assert conn.execute(indexes).fetchall() == []
         assert conn.execute("PRAGMA quick_check").fetchall() == [("ok",)]
-    nights = NightWriter(db)
-    try:
-        apply_churn(org, rng=random.Random(9), rate=0.2)
-        await nights.night(org)
-    finally:
-        await nights.close()
+    await one_more_night(db, org)
     with sqlite3.connect(db) as conn:
         read = conn.execute("SELECT count(*) FROM observations WHERE snapshot_id = 4 "
                             "AND outcome = 'ok' AND closure IS NULL").fetchone()[0]  # fmt: skip
