@@ -9,7 +9,7 @@ nights of ``medium``, 3.7 MB of observations and 3.0 MB of index. Now the table 
 index's key, and the index goes. A scope's latest ok observation is one look-up whatever came
 after it (kept by (``scope_id``, ``snapshot_id``) alone, it was found by reading back over every
 failed or forbidden read since: a workspace's listing forbidden for a year made a reading of
-``current_access`` 25 times slower). The questions asked of one snapshot (what it read, how its
+``current_access`` 26 times slower). The questions asked of one snapshot (what it read, how its
 reads ended) ask each scope in turn, for each outcome.
 
 The key's columns become the table's first ones, in its order (SQLite 3.40's ``quick_check``
