@@ -338,6 +338,13 @@ MERGE_STATEMENTS = (
 )
 
 
+#: The observations of snapshot ``:s`` by outcome, closures apart: scope by scope, each looked up
+#: by its key (``observations`` is kept by scope and outcome).
+SNAPSHOT_OUTCOMES = f"""SELECT o.outcome, o.closure IS NOT NULL, count(*) FROM scopes sc
+  CROSS JOIN observations o ON o.scope_id = sc.id AND o.outcome IN {EVERY_OUTCOME}
+                           AND o.snapshot_id = :s
+ GROUP BY 1, 2"""
+
 #: Why a run is marked aborted by the next one: its process ended without saying.
 DEAD_RUN_MESSAGE = (
     "the run ended before it completed (its process was killed, or the machine stopped); "
@@ -830,15 +837,7 @@ class SnapshotWriter:
     async def _outcomes(self, conn: AsyncConnection) -> tuple[dict[str, int], int]:
         """Observations of this snapshot by outcome, and apart the closures of child scopes of
         deleted objects (not observations of a listing, so not counted as ok)."""
-        rows = await conn.execute(
-            text(
-                # Scope by scope: ``observations`` is kept by scope and outcome.
-                "SELECT o.outcome, o.closure IS NOT NULL, count(*) FROM scopes sc "
-                "CROSS JOIN observations o ON o.scope_id = sc.id "
-                f"AND o.outcome IN {EVERY_OUTCOME} AND o.snapshot_id = :s GROUP BY 1, 2"
-            ),
-            {"s": self.snapshot_id},
-        )
+        rows = await conn.execute(text(SNAPSHOT_OUTCOMES), {"s": self.snapshot_id})
         outcomes: dict[str, int] = {}
         closed = 0
         for outcome, is_closure, count in rows:
