@@ -211,8 +211,8 @@ def _interrupted_after_the_merge(monkeypatch: pytest.MonkeyPatch, where: str) ->
         merge, commit = writer_module.merge_staged, aiosqlite.Connection.commit
         merged: list[bool] = []
 
-        async def merge_staged(conn: Any, snapshot_id: int) -> None:
-            await merge(conn, snapshot_id)
+        async def merge_staged(conn: Any, snapshot_id: int, *rest: Any) -> None:
+            await merge(conn, snapshot_id, *rest)
             merged.append(True)
 
         async def interrupted_commit(self: aiosqlite.Connection) -> None:
@@ -314,9 +314,9 @@ def test_an_interruption_during_the_merge_merges_nothing_and_says_so(
     before = cli.sql("SELECT * FROM access_at ORDER BY 1, 2, 3, 4, 5, 6, 7")
     merge = writer_module.merge_staged
 
-    async def interrupted_merge(conn: Any, snapshot_id: int) -> None:
+    async def interrupted_merge(conn: Any, snapshot_id: int, *rest: Any) -> None:
         signal.raise_signal(signal.SIGINT)
-        await merge(conn, snapshot_id)
+        await merge(conn, snapshot_id, *rest)
 
     with monkeypatch.context() as patched:
         patched.setattr(writer_module, "merge_staged", interrupted_merge)

@@ -203,9 +203,9 @@ KILLED_IN_MERGE = """
 import os, signal, sys
 from exporter.store import writer
 merge = writer.merge_staged
-async def merge_then_die(conn, snapshot_id):
+async def merge_then_die(conn, snapshot_id, *rest):
     if sys.argv[1] == "end":
-        await merge(conn, snapshot_id)
+        await merge(conn, snapshot_id, *rest)
     os.kill(os.getpid(), signal.SIGKILL)  # kill -9, inside the merge's transaction
 writer.merge_staged = merge_then_die
 from exporter.cli import main
@@ -297,8 +297,8 @@ HELD_IN_MERGE = """
 import asyncio, pathlib, sys
 from exporter.store import writer
 merge = writer.merge_staged
-async def merge_then_wait(conn, snapshot_id):
-    await merge(conn, snapshot_id)
+async def merge_then_wait(conn, snapshot_id, *rest):
+    await merge(conn, snapshot_id, *rest)
     pathlib.Path(sys.argv[1]).write_text("merged")
     while not pathlib.Path(sys.argv[2]).exists():
         await asyncio.sleep(0.01)
@@ -740,9 +740,9 @@ def test_the_disk_filling_up_during_the_merge_fails_the_run(
         conn.execute("VACUUM")
     merge = writer.merge_staged
 
-    async def merge_on_a_full_disk(conn: AsyncConnection, snapshot_id: int) -> None:
+    async def merge_on_a_full_disk(conn: AsyncConnection, snapshot_id: int, *rest: Any) -> None:
         await conn.execute(text("PRAGMA max_page_count = 1"))  # no more than it has now
-        await merge(conn, snapshot_id)
+        await merge(conn, snapshot_id, *rest)
 
     with monkeypatch.context() as patched:
         patched.setattr(writer, "merge_staged", merge_on_a_full_disk)
@@ -763,8 +763,8 @@ def test_a_first_merge_whose_commit_fails_leaves_nothing_and_the_log_on(
     merge, commit = writer.merge_staged, aiosqlite.Connection.commit
     merged: list[bool] = []
 
-    async def merge_staged(conn: AsyncConnection, snapshot_id: int) -> None:
-        await merge(conn, snapshot_id)
+    async def merge_staged(conn: AsyncConnection, snapshot_id: int, *rest: Any) -> None:
+        await merge(conn, snapshot_id, *rest)
         merged.append(True)
 
     full = sqlite3.OperationalError("database or disk is full")

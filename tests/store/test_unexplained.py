@@ -9,6 +9,7 @@ import asyncio
 import logging
 import shutil
 import tempfile
+import threading
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,9 +24,11 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from exporter.crawl.records import GrantRecord, ObjectRecord, Outcome, ScopeKind, ScopeRef
 from exporter.store import unexplained
+from exporter.store import writer as writer_module
 from exporter.store.database import open_database
 from exporter.store.explain import sources_sql
 from exporter.store.writer import RunCounters, SnapshotWriter
+from tests.store.test_writer import query
 
 WS = "{ws}"
 REPOS = ("{r1}", "{r2}", "{r3}")
@@ -315,12 +318,16 @@ async def test_effective_access_that_begins_or_ends_without_a_source(
         [], [("{ws}/r1", "{u1}", "read")], [("{ws}/r1", "{u1}", "admin")], []
     ]
     said = [r.getMessage() for r in caplog.records]
+    # The first night, from its stage, beside the merge, whichever way the others go.
+    assert [m for m in said if "from the stage" in m] == [
+        "found the effective access no source explains from the stage, beside the merge, in "
+        "0.0 s (0 grants)"
+    ]
     if rebuild:
         assert len([m for m in said if m.startswith("found the effective access no source "
-                                                    "explains in ")]) == 4  # fmt: skip
-    else:  # {u2} and {r1} on the first night; {u1}'s read as it comes and as it goes
+                                                    "explains in ")]) == 3  # fmt: skip
+    else:  # {u1}'s read as it comes and as it goes
         assert [m.split(" in ")[0] for m in said if m.startswith("asked ")] == [
-            "asked 1 (user, repository) pairs again whether a source explains their access",
             "asked 1 (user, repository) pairs again whether a source explains their access",
             "asked 0 (user, repository) pairs again whether a source explains their access",
             "asked 1 (user, repository) pairs again whether a source explains their access",
@@ -344,3 +351,121 @@ def test_the_kept_answer_is_the_answer_asked_of_every_grant(
         with mock.patch.object(unexplained, "REBUILD_PAIRS", -1 if rebuild else 10**9):
             asyncio.run(run_nights(path, nights))
 
+
+
+# A first night whose pages drifted: each listing shows some rows twice, and the second showing
+# is what the database keeps. {u1} owned the workspace, then is a member; {u2} the other way
+# round; {r1} was in {p1}, then in no project, so {u3}'s grant on {p1} no longer reaches it.
+# {r2}'s direct grants failed after a page that gave {u3} a read: nothing of it counts.
+DRIFTED = [
+    (ROLES, [GrantRecord("user", "{u1}", "workspace", WS, "owner"),
+             GrantRecord("user", "{u2}", "workspace", WS, "member")]),
+    (ROLES, [GrantRecord("user", "{u1}", "workspace", WS, "member"),
+             GrantRecord("user", "{u2}", "workspace", WS, "owner")]),
+    (REPO_LISTING, [ObjectRecord("repository", "{r1}", "r1", "{r1}", True, "{p1}"),
+                    ObjectRecord("repository", "{r2}", "r2", "{r2}", True, None)]),
+    (REPO_LISTING, [ObjectRecord("repository", "{r1}", "r1", "{r1}", True, None)]),
+    (PROJECT_LISTING, [ObjectRecord("project", "{p1}", "p1", "{p1}", True)]),
+    (PROJECT[PROJECTS[0]], [GrantRecord("user", "{u3}", "project", "{p1}", "read")]),
+    (DIRECT["{r2}"], [GrantRecord("user", "{u3}", "repository", "{r2}", "read")]),
+    (EFFECTIVE, [GrantRecord("user", u, "repository", r, "read")
+                 for u in USERS for r in ("{r1}", "{r2}")]),
+    (EFFECTIVE, [GrantRecord("user", "{u1}", "repository", "{r1}", "read")]),
+]  # fmt: skip
+DRIFTED_UNEXPLAINED = [
+    ("{ws}/r1", "{u1}", "read"), ("{ws}/r1", "{u3}", "read"),
+    ("{ws}/r2", "{u1}", "read"), ("{ws}/r2", "{u3}", "read"),
+]  # fmt: skip
+
+
+async def first_night_drifted(path: Path) -> list[tuple[str, str, str]]:
+    """The rows without a source after a first night of ``DRIFTED`` pages, once checked. Each
+    page is written to the stage as it comes, as on a long night."""
+    engine = await open_database(path)
+    try:
+        writer = SnapshotWriter(engine, tool_version="test")
+        await writer.begin()
+        with mock.patch.object(writer_module, "STAGE_BATCH_ROWS", 1):
+            for scope, page in DRIFTED:
+                await writer.stage(await writer.scope_id(scope), page)
+        for scope in {scope for scope, _page in DRIFTED}:
+            failed = scope is DIRECT["{r2}"]
+            await writer.finish_scope(
+                await writer.scope_id(scope), Outcome.FAILED if failed else Outcome.OK, None
+            )
+        await writer.complete(RunCounters())
+        return _reach(await check_against_every_grant(engine))
+    finally:
+        await engine.dispose()
+
+
+@pytest.mark.parametrize("key_bits", [63, 0], ids=["grants sorted by one key", "by three"])
+async def test_a_first_night_is_answered_from_its_stage_as_merged(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, key_bits: int
+) -> None:
+    """Found beside the merge, from the stage, the answer is the one the merged facts give:
+    the last showing of a row counts, a failed listing's rows do not. The merge keeps the last
+    showing too, whether the grants' ids fit in one sort key or not."""
+    caplog.set_level(logging.INFO, logger="exporter.store.unexplained")
+    with mock.patch.object(writer_module, "KEY_BITS", key_bits):
+        assert await first_night_drifted(tmp_path / "a.db") == DRIFTED_UNEXPLAINED
+    roles = ("SELECT n.uuid, g.permission FROM grant_versions g JOIN names n ON n.id = g.subject_id"
+             " WHERE g.object_type = 'workspace' ORDER BY 1")  # fmt: skip
+    assert query(tmp_path / "a.db", roles) == [("{u1}", "member"), ("{u2}", "owner")]
+    said = [r.getMessage() for r in caplog.records if r.name == "exporter.store.unexplained"]
+    assert [m.split(" in ")[0] for m in said] == [
+        "found the effective access no source explains from the stage, beside the merge,"
+    ]
+
+
+async def test_a_first_night_whose_stage_cannot_be_asked_is_answered_by_the_merge(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """If the search beside the merge fails, as it starts or midway, the merge asks itself, and
+    the answer is the same."""
+    caplog.set_level(logging.INFO, logger="exporter.store.unexplained")
+    failing = (*unexplained.STAGE_REBUILD[:3], "SELECT * FROM no_such_table")
+    with mock.patch.object(unexplained, "STAGE_REBUILD", failing):
+        assert await first_night_drifted(tmp_path / "a.db") == DRIFTED_UNEXPLAINED
+    said = [r.getMessage() for r in caplog.records
+            if r.name == "exporter.store.unexplained" or r.levelno >= logging.WARNING]
+    assert said[0] == ("could not find the effective access no source explains beside the merge "
+                       "(no such table: no_such_table); finding it within")  # fmt: skip
+    assert said[1].startswith("found the effective access no source explains in ")
+
+    caplog.clear()
+    with mock.patch.object(unexplained, "_read_only", lambda path: "file:/no/such/file?mode=ro"):
+        assert await first_night_drifted(tmp_path / "b.db") == DRIFTED_UNEXPLAINED
+    said = [r.getMessage() for r in caplog.records
+            if r.name == "exporter.store.unexplained" or r.levelno >= logging.WARNING]
+    assert said[0] == ("could not start to find the effective access no source explains beside "
+                       "the merge (unable to open database file); the merge finds it itself")
+    # As on any night that is no bulk merge: the pairs of the grants it opened.
+    assert said[1].startswith("asked 6 (user, repository) pairs again whether a source explains ")
+
+
+async def test_a_first_merge_that_fails_stops_the_search_beside_it(tmp_path: Path) -> None:
+    """A first merge that fails (here, as it begins) stops the search beside it, however long
+    that would take (here a minute or so), and waits for its connection to close: nothing is
+    left running, and the next night is a first night."""
+    merge = writer_module.merge_staged
+    threads: list[threading.Thread] = []
+
+    async def failing(conn: Any, snapshot_id: int, *rest: Any) -> None:
+        threads.extend(t for t in threading.enumerate() if t.name.startswith("bbaccess-unexp"))
+        raise RuntimeError("the merge failed")
+
+    long = ("WITH RECURSIVE c(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM c WHERE n < 300000000)"
+            " SELECT count(*) FROM c")  # fmt: skip
+    with (
+        mock.patch.object(unexplained, "STAGE_REBUILD", (long, *unexplained.STAGE_REBUILD)),
+        mock.patch.object(writer_module, "merge_staged", failing),
+        pytest.raises(RuntimeError, match="the merge failed"),
+    ):
+        await first_night_drifted(tmp_path / "a.db")
+    assert threads
+    for thread in threads:
+        thread.join(timeout=10)
+        assert not thread.is_alive()
+    with mock.patch.object(writer_module, "merge_staged", merge):
+        assert await first_night_drifted(tmp_path / "a.db") == DRIFTED_UNEXPLAINED

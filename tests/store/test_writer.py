@@ -473,6 +473,13 @@ async def test_a_merge_that_sets_indexes_aside_builds_them_again(
     assert query(path, by_subject, U2) == [(1,)]
     # A uuid first seen goes by itself until a user's name or an object's label names it.
     assert query(path, "SELECT name FROM names WHERE uuid = ?", U2) == [(U2,)]
+    # The names, set aside too, are found by name as they are now (built after the labels).
+    by_name = "SELECT uuid FROM names INDEXED BY ix_names_name WHERE name = ?"
+    assert query(path, by_name, U2) == [(U2,)]
+    label = query(path, "SELECT label FROM labels WHERE uuid = ?", R1)[0][0]
+    assert query(path, by_name, label) == [(R1,)]
+    assert query(path, "SELECT uuid FROM labels INDEXED BY ix_labels_label WHERE label = ?",
+                 label) == [(R1,)]  # fmt: skip
 
 
 async def test_staged_rows_that_waited_long_enough_are_written_without_a_full_batch(
@@ -726,11 +733,11 @@ async def staged_at_merge(
     seen: dict[str, int] = {}
     merge = writer_module.merge_staged
 
-    async def counting(conn: Any, snapshot_id: int) -> None:
+    async def counting(conn: Any, snapshot_id: int, *rest: Any) -> None:
         for table in ("stage_grants", "stage_gone"):
             found = await conn.execute(text(f"SELECT count(*) FROM {table}"))
             seen[table] = int(found.scalar_one())
-        await merge(conn, snapshot_id)
+        await merge(conn, snapshot_id, *rest)
 
     monkeypatch.setattr(writer_module, "merge_staged", counting)
     await snapshot(engine, reads)
@@ -1002,8 +1009,8 @@ async def night_of_members(path: Path, rows: int, *, watch: Any = None) -> Snaps
             return await writer.complete(RunCounters())
         merge = writer_module.merge_staged
 
-        async def watched(conn: Any, snapshot_id: int) -> None:
-            await merge(conn, snapshot_id)
+        async def watched(conn: Any, snapshot_id: int, *rest: Any) -> None:
+            await merge(conn, snapshot_id, *rest)
             watch()
 
         with pytest.MonkeyPatch.context() as patched:
