@@ -508,7 +508,7 @@ async def _set_aside(conn: AsyncConnection, indexes: tuple[str, ...]) -> list[st
     definitions = {str(name): str(sql) for name, sql in found if name in indexes}
     for name in definitions:
         await conn.execute(text(f"DROP INDEX {name}"))
-    log.info("building %d indexes after the merge", len(definitions))
+    log.info("building %s after the merge", ", ".join(definitions) or "no index")
     return list(definitions.values())
 
 
