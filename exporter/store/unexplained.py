@@ -235,6 +235,11 @@ STAGE_REBUILD = (
                                 WHERE r.id = ef.object_id))""",
 )
 
+#: The page cache of that connection, which its sorter sizes its memory by too: beside the
+#: merge's own cache, 4 MiB took the first snapshot's peak memory at ``huge`` over 300 MB (the
+#: search used 24 MB in all); with 1 MiB it uses 10 MB, and is no slower (7.6 s against 8.1 s).
+STAGED_CACHE_KIB = 1024
+
 #: The rows handed to the merge at a time: the answer may be millions of rows (an org whose
 #: group listing failed), and is never held whole in memory.
 STAGED_CHUNK_ROWS = 10_000
@@ -269,7 +274,7 @@ class StagedUnexplained:
         conn = sqlite3.connect(_read_only(self._stage), uri=True, isolation_level=None,
                                check_same_thread=False)  # fmt: skip
         self._conn = conn
-        conn.execute(f"PRAGMA cache_size=-{REBUILD_CACHE_KIB}")
+        conn.execute(f"PRAGMA cache_size=-{STAGED_CACHE_KIB}")
         conn.execute("ATTACH DATABASE ? AS facts", (_read_only(self._db),))
         conn.execute("CREATE TEMP TABLE staged_scopes (id INTEGER PRIMARY KEY, kind TEXT NOT NULL,"
                      " object_uuid TEXT)")  # fmt: skip
