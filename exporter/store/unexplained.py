@@ -10,8 +10,8 @@ The merge brings it up to date in its transaction (``update_unexplained``):
 
 - the first snapshot of a database finds it from the stage alone, on a connection and a thread of
   its own, while the merge inserts the grants (``StagedUnexplained``): what the stage holds of
-  the scopes read ok is then all there is. At ``huge`` that takes 10 s beside the merge's 16,
-  where inside the merge it took 7.3 s after the rest;
+  the scopes read ok is then all there is. At ``huge`` that takes 7 to 8 s beside a merge of
+  11 to 14 s, where inside the merge it took 7.3 s after the rest;
 - a bulk merge (a new large workspace) rebuilds it whole, by sets: every (user, repository) pair
   a source explains is gathered once, then the effective grants outside them are kept (7.3 s at
   ``huge``);
@@ -52,8 +52,8 @@ log = logging.getLogger(__name__)
 REBUILD_PAIRS = 500_000
 
 #: The page cache while the table is rebuilt. SQLite's sorter sizes its memory by it: the 3
-#: million pairs of ``huge`` sorted within a bulk merge's 48 MB cache raised the first snapshot's
-#: peak memory by 36 MB (to 318 MB), and were no faster than within 4 MB.
+#: million pairs of ``huge`` sorted within a bulk merge's cache (48 MiB then) raised the first
+#: snapshot's peak memory by 36 MB (to 318 MB), and were no faster than within 4 MB.
 REBUILD_CACHE_KIB = 4 * 1024
 
 #: The whole table, by sets. A pair is ``user id * 2^32 + repository id`` (ids in ``names``).
@@ -243,6 +243,8 @@ STAGED_CACHE_KIB = 1024
 #: The rows handed to the merge at a time: the answer may be millions of rows (an org whose
 #: group listing failed), and is never held whole in memory.
 STAGED_CHUNK_ROWS = 10_000
+#: SQLite's steps between two looks at whether the search was stopped (a few microseconds).
+PROGRESS_STEPS = 10_000
 STAGED_INSERT = (
     "INSERT INTO unexplained_access (scope_id, subject_id, object_id) VALUES (?, ?, ?)"
 )
@@ -275,6 +277,9 @@ class StagedUnexplained:
                                check_same_thread=False)  # fmt: skip
         self._conn = conn
         conn.execute(f"PRAGMA cache_size=-{STAGED_CACHE_KIB}")
+        # Between two statements an interruption finds nothing to stop: a statement that starts
+        # after ``close`` stops at once.
+        conn.set_progress_handler(lambda: self._stopped, PROGRESS_STEPS)
         conn.execute("ATTACH DATABASE ? AS facts", (_read_only(self._db),))
         conn.execute("CREATE TEMP TABLE staged_scopes (id INTEGER PRIMARY KEY, kind TEXT NOT NULL,"
                      " object_uuid TEXT)")  # fmt: skip
@@ -286,8 +291,6 @@ class StagedUnexplained:
         started = time.monotonic()
         assert self._conn is not None
         for statement in STAGE_REBUILD:
-            if self._stopped:  # between two statements, where an interruption finds none
-                raise sqlite3.OperationalError("interrupted")
             self._conn.execute(statement, {"s": self._snapshot_id})
         return time.monotonic() - started
 

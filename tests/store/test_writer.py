@@ -1104,3 +1104,19 @@ def test_every_grant_kind_reads_back_as_it_was_staged() -> None:
                     assert row == (subject, object_type, permission)
     with pytest.raises(ValueError, match="no grant kind for a team's grant on a repository"):
         grant_kind("team", "repository", "read")
+
+
+def test_a_first_night_sorts_its_grants_by_one_key_where_their_ids_fit() -> None:
+    """The packed sort key is really in the statement (it is made by replacing the sort of the
+    three ids: a change of that text must not leave it out unnoticed). The ids of ``huge``
+    (210,300 scopes, 127,782 names) fit in it eight times over, not ten: an org that large is
+    sorted by the three ids, as before."""
+    packed = writer_module.INSERT_FRESH_GRANTS_PACKED
+    assert packed != writer_module.INSERT_FRESH_GRANTS_UNKEYED
+    assert "ORDER BY (st.scope_id << :scope_shift) | (st.subject_id << :subject_shift)" in packed
+
+    def fits(scopes: int, names: int) -> bool:
+        return scopes.bit_length() + 2 * names.bit_length() <= writer_module.KEY_BITS
+
+    assert fits(8 * 210_300, 8 * 127_782)
+    assert not fits(10 * 210_300, 10 * 127_782)
