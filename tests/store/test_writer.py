@@ -1120,3 +1120,35 @@ def test_a_first_night_sorts_its_grants_by_one_key_where_their_ids_fit() -> None
 
     assert fits(8 * 210_300, 8 * 127_782)
     assert not fits(10 * 210_300, 10 * 127_782)
+
+
+async def test_a_user_named_by_many_listings_is_staged_until_one_of_them_is_kept(
+    tmp_path: Path,
+) -> None:
+    """Every listing that holds a user's grant names them. They are staged by each until a
+    listing that named them ends ok; one still going or failed keeps nothing, so a later one
+    that ends ok names them still."""
+    path = tmp_path / "a.db"
+    engine = await open_database(path)
+    try:
+        writer = SnapshotWriter(engine, tool_version="t")
+        await writer.begin()
+        roles, groups = await writer.scope_id(ROLES), await writer.scope_id(GROUPS)
+        r1, r2 = await writer.scope_id(direct(R1)), await writer.scope_id(direct(R2))
+        await writer.stage(roles, [UserRecord(U1, "Ada"), UserRecord(U2, "Bob")])
+        await writer.stage(groups, [UserRecord(U1, "Ada"), member(U1)])  # roles still going
+        await writer.finish_scope(roles, Outcome.FAILED)
+        await writer.stage(r1, [UserRecord(U2, "Bob"), grant(U2, R1)])  # roles kept nothing
+        await writer.finish_scope(groups, Outcome.OK)
+        await writer.finish_scope(r1, Outcome.OK)
+        await writer.stage(r2, [UserRecord(U1, "Ada"), UserRecord(U2, "Bob"), grant(U1, R2)])
+        await writer.finish_scope(r2, Outcome.OK)
+        await writer._flush()
+        staged = query(path, "SELECT scope_id, uuid FROM stage_users ORDER BY rowid")
+        await writer.complete(RunCounters())
+    finally:
+        await engine.dispose()
+    assert staged == [(groups, U1), (r1, U2)]
+    assert query(path, "SELECT uuid, display_name, last_seen FROM users ORDER BY uuid") == [
+        (U1, "Ada", 1), (U2, "Bob", 1)
+    ]
