@@ -69,8 +69,8 @@ CACHE_KIB = 16 * 1024
 #: 64 MiB (the default is 2 MiB) for the queries. A bulk merge keeps its index pages in memory
 #: instead of spilling them (first merge at large: 4 s to 2 s), and SQLite sorts as much in
 #: memory when it builds an index: at ``huge`` 32 MiB keep a first snapshot within 300 MB, with
-#: the search beside the merge (``unexplained.StagedUnexplained``). With 48 MiB, the merge alone
-#: took 36 MB more at its peak (193 MB against 157 MB), and was no faster (11.5 s against 11.2 s).
+#: the search beside the merge (``unexplained_staged``). With 48 MiB, the merge alone took 36 MB
+#: more at its peak (193 MB against 157 MB), and was no faster (11.5 s against 11.2 s).
 READ_CACHE_KIB = 64 * 1024
 MERGE_CACHE_KIB = 32 * 1024
 #: How long a statement waits for another connection's write lock before SQLite gives up (ms).

@@ -47,7 +47,8 @@ from exporter.store.sql import (
     REFRESH_LABELS,
     grant_kind,
 )
-from exporter.store.unexplained import StagedUnexplained, update_unexplained
+from exporter.store.unexplained import update_unexplained
+from exporter.store.unexplained_staged import StagedUnexplained
 
 log = logging.getLogger(__name__)
 

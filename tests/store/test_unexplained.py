@@ -24,7 +24,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from exporter.crawl.records import GrantRecord, ObjectRecord, Outcome, ScopeKind, ScopeRef
-from exporter.store import unexplained
+from exporter.store import unexplained, unexplained_staged
 from exporter.store import writer as writer_module
 from exporter.store.database import open_database
 from exporter.store.explain import sources_sql
@@ -309,7 +309,7 @@ async def test_effective_access_that_begins_or_ends_without_a_source(
 ) -> None:
     """{u1}'s read on {r1} comes with no source, is raised, then ends; {u2}'s comes with one. The
     merge says which way it kept the answer."""
-    caplog.set_level(logging.INFO, logger="exporter.store.unexplained")
+    caplog.set_level(logging.INFO, logger="exporter.store")
     reads = {("{u2}", "{r1}"): "read"}
     nights = [
         _night(repos=LISTED, effective=reads, direct=reads),
@@ -411,7 +411,7 @@ async def test_a_first_night_is_answered_from_its_stage_as_merged(
     """Found beside the merge, from the stage, the answer is the one the merged facts give:
     the last showing of a row counts, a failed listing's rows do not. The merge keeps the last
     showing too, whether the grants' ids fit in one sort key or not."""
-    caplog.set_level(logging.INFO, logger="exporter.store.unexplained")
+    caplog.set_level(logging.INFO, logger="exporter.store")
     with mock.patch.object(writer_module, "KEY_BITS", key_bits):
         assert await first_night_drifted(tmp_path / "a.db") == DRIFTED_UNEXPLAINED
     roles = ("SELECT n.uuid, g.permission FROM grant_versions g JOIN names n ON n.id = g.subject_id"
@@ -422,7 +422,8 @@ async def test_a_first_night_is_answered_from_its_stage_as_merged(
     assert query(tmp_path / "a.db", ids + "id") == query(
         tmp_path / "a.db", ids + "scope_id, subject_id, object_id"
     )
-    said = [r.getMessage() for r in caplog.records if r.name == "exporter.store.unexplained"]
+    said = [r.getMessage() for r in caplog.records
+            if r.name.startswith("exporter.store.unexplained")]
     assert [m.split(" in ")[0] for m in said] == [
         "found the effective access no source explains from the stage, beside the merge,"
     ]
@@ -433,21 +434,22 @@ async def test_a_first_night_whose_stage_cannot_be_asked_is_answered_by_the_merg
 ) -> None:
     """If the search beside the merge fails, as it starts or midway, the merge asks itself, and
     the answer is the same."""
-    caplog.set_level(logging.INFO, logger="exporter.store.unexplained")
-    failing = (*unexplained.STAGE_REBUILD[:3], "SELECT * FROM no_such_table")
-    with mock.patch.object(unexplained, "STAGE_REBUILD", failing):
+    caplog.set_level(logging.INFO, logger="exporter.store")
+    failing = (*unexplained_staged.STAGE_REBUILD[:3], "SELECT * FROM no_such_table")
+    with mock.patch.object(unexplained_staged, "STAGE_REBUILD", failing):
         assert await first_night_drifted(tmp_path / "a.db") == DRIFTED_UNEXPLAINED
     said = [r.getMessage() for r in caplog.records
-            if r.name == "exporter.store.unexplained" or r.levelno >= logging.WARNING]
+            if r.name.startswith("exporter.store.unexplained") or r.levelno >= logging.WARNING]
     assert said[0] == ("could not find the effective access no source explains beside the merge "
                        "(no such table: no_such_table); finding it within")  # fmt: skip
     assert said[1].startswith("found the effective access no source explains in ")
 
     caplog.clear()
-    with mock.patch.object(unexplained, "_read_only", lambda path: "file:/no/such/file?mode=ro"):
+    nowhere = "file:/no/such/file?mode=ro"
+    with mock.patch.object(unexplained_staged, "_read_only", lambda path: nowhere):
         assert await first_night_drifted(tmp_path / "b.db") == DRIFTED_UNEXPLAINED
     said = [r.getMessage() for r in caplog.records
-            if r.name == "exporter.store.unexplained" or r.levelno >= logging.WARNING]
+            if r.name.startswith("exporter.store.unexplained") or r.levelno >= logging.WARNING]
     assert said[0] == ("could not start to find the effective access no source explains beside "
                        "the merge (unable to open database file); the merge finds it itself")
     # As on any night that is no bulk merge: the pairs of the grants it opened.
@@ -469,7 +471,9 @@ async def test_a_first_merge_that_fails_stops_the_search_beside_it(tmp_path: Pat
             " SELECT count(*) FROM c")  # fmt: skip
     started = time.monotonic()
     with (
-        mock.patch.object(unexplained, "STAGE_REBUILD", (long, *unexplained.STAGE_REBUILD)),
+        mock.patch.object(
+            unexplained_staged, "STAGE_REBUILD", (long, *unexplained_staged.STAGE_REBUILD)
+        ),
         mock.patch.object(writer_module, "merge_staged", failing),
         pytest.raises(RuntimeError, match="the merge failed"),
     ):
