@@ -31,11 +31,13 @@ from __future__ import annotations
 import logging
 import sqlite3
 import time
+from typing import TYPE_CHECKING
 
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from exporter.store.unexplained_staged import StagedUnexplained
+if TYPE_CHECKING:
+    from exporter.store.unexplained_staged import StagedUnexplained
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +51,29 @@ REBUILD_PAIRS = 500_000
 #: snapshot's peak memory by 36 MB (to 318 MB), and were no faster than within 4 MB.
 REBUILD_CACHE_KIB = 4 * 1024
 
+#: The keys of ``temp.unexplained_repos`` (every open repository: its id, uuid, project and
+#: workspace), the owners and the explained pairs, and what an effective grant ``ef`` is without
+#: them: the pieces both ways of asking the whole question share (``REBUILD`` here, of the
+#: merged tables; ``unexplained_staged.STAGE_REBUILD``, of a first snapshot's stage).
+REPOS_KEYS = (
+    "CREATE INDEX temp.unexplained_repos_uuid ON unexplained_repos (uuid, id)",
+    "CREATE INDEX temp.unexplained_repos_project ON unexplained_repos (project_uuid, project_id)",
+    "CREATE INDEX temp.unexplained_repos_id ON unexplained_repos (id)",
+)
+OWNERS_TABLE = """CREATE TEMP TABLE unexplained_owners (
+           user_id INTEGER NOT NULL, workspace_uuid TEXT NOT NULL, workspace_id INTEGER NOT NULL,
+           PRIMARY KEY (user_id, workspace_uuid, workspace_id)) WITHOUT ROWID"""
+EXPLAINED_TABLE = "CREATE TEMP TABLE unexplained_pairs_explained (k INTEGER PRIMARY KEY)"
+UNEXPLAINED_BY_PAIRS_OR_OWNERS = """NOT EXISTS (SELECT 1 FROM temp.unexplained_pairs_explained x
+                           WHERE x.k = ef.subject_id * 4294967296 + ef.object_id)
+          AND NOT (ef.subject_id IN (SELECT user_id FROM temp.unexplained_owners)
+                   AND EXISTS (SELECT 1 FROM temp.unexplained_repos r
+                                 JOIN temp.unexplained_owners o
+                                   ON o.user_id = ef.subject_id
+                                  AND o.workspace_uuid = r.workspace_uuid
+                                  AND o.workspace_id = r.workspace_id
+                                WHERE r.id = ef.object_id))"""
+
 #: The whole table, by sets. A pair is ``user id * 2^32 + repository id`` (ids in ``names``).
 REBUILD = (
     "DELETE FROM unexplained_access",
@@ -61,17 +86,13 @@ REBUILD = (
          LEFT JOIN names wn ON wn.uuid = sc.object_uuid
         WHERE sc.kind = 'repositories' AND o.object_type = 'repository'
           AND o.valid_to IS NULL""",
-    "CREATE INDEX temp.unexplained_repos_uuid ON unexplained_repos (uuid, id)",
-    "CREATE INDEX temp.unexplained_repos_project ON unexplained_repos (project_uuid, project_id)",
-    "CREATE INDEX temp.unexplained_repos_id ON unexplained_repos (id)",
-    """CREATE TEMP TABLE unexplained_owners (
-           user_id INTEGER NOT NULL, workspace_uuid TEXT NOT NULL, workspace_id INTEGER NOT NULL,
-           PRIMARY KEY (user_id, workspace_uuid, workspace_id)) WITHOUT ROWID""",
+    *REPOS_KEYS,
+    OWNERS_TABLE,
     """INSERT OR IGNORE INTO temp.unexplained_owners
        SELECT e.subject_id, es.object_uuid, e.object_id
          FROM scopes es CROSS JOIN grant_versions e ON e.scope_id = es.id AND e.valid_to IS NULL
         WHERE es.kind = 'workspace_roles' AND e.permission = 'owner'""",
-    "CREATE TEMP TABLE unexplained_pairs_explained (k INTEGER PRIMARY KEY)",
+    EXPLAINED_TABLE,
     # The owners apart: each reaches every repository of the workspace (2 million pairs at
     # ``huge``), which one look-up per grant answers for less.
     """INSERT OR IGNORE INTO temp.unexplained_pairs_explained
@@ -108,20 +129,12 @@ REBUILD = (
                                        AND m.valid_to IS NULL
             WHERE es.kind = 'project_group_grants')
         ORDER BY k""",
-    """INSERT INTO unexplained_access (scope_id, subject_id, object_id)
+    f"""INSERT INTO unexplained_access (scope_id, subject_id, object_id)
        SELECT ef.scope_id, ef.subject_id, ef.object_id
          FROM scopes efs
         CROSS JOIN grant_versions ef ON ef.scope_id = efs.id AND ef.valid_to IS NULL
         WHERE efs.kind = 'repository_permissions'
-          AND NOT EXISTS (SELECT 1 FROM temp.unexplained_pairs_explained x
-                           WHERE x.k = ef.subject_id * 4294967296 + ef.object_id)
-          AND NOT (ef.subject_id IN (SELECT user_id FROM temp.unexplained_owners)
-                   AND EXISTS (SELECT 1 FROM temp.unexplained_repos r
-                                 JOIN temp.unexplained_owners o
-                                   ON o.user_id = ef.subject_id
-                                  AND o.workspace_uuid = r.workspace_uuid
-                                  AND o.workspace_id = r.workspace_id
-                                WHERE r.id = ef.object_id))""",
+          AND {UNEXPLAINED_BY_PAIRS_OR_OWNERS}""",
     "DROP TABLE temp.unexplained_pairs_explained",
     "DROP TABLE temp.unexplained_owners",
     "DROP TABLE temp.unexplained_repos",

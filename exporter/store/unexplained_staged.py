@@ -6,7 +6,7 @@ question ``unexplained.REBUILD`` asks of the merged tables can be asked of the s
 a connection and a thread of its own, while the merge inserts the grants. SQLite lets go of
 Python while a statement runs, so the search takes the machine's second core: at ``huge`` 7 to
 8 s beside a merge of 11 to 14 s, where inside the merge it took 7.3 s after the rest. It may
-import the SQL it shares (``sql``), nothing of the merge.
+import the SQL it shares (``sql``, ``unexplained``), nothing of the merge.
 """
 
 from __future__ import annotations
@@ -21,6 +21,12 @@ from pathlib import Path
 from urllib.parse import quote
 
 from exporter.store.sql import GRANT_COLUMNS
+from exporter.store.unexplained import (
+    EXPLAINED_TABLE,
+    OWNERS_TABLE,
+    REPOS_KEYS,
+    UNEXPLAINED_BY_PAIRS_OR_OWNERS,
+)
 
 log = logging.getLogger(__name__)
 
@@ -50,9 +56,7 @@ STAGE_REBUILD = (
          LEFT JOIN temp.staged_names pn ON pn.uuid = o.parent_uuid
          LEFT JOIN temp.staged_names wn ON wn.uuid = sc.object_uuid
         WHERE o.object_type = 'repository'""",
-    "CREATE INDEX temp.unexplained_repos_uuid ON unexplained_repos (uuid, id)",
-    "CREATE INDEX temp.unexplained_repos_project ON unexplained_repos (project_uuid, project_id)",
-    "CREATE INDEX temp.unexplained_repos_id ON unexplained_repos (id)",
+    *REPOS_KEYS,
     # Every staged grant of an ok scope that a source or an owner is made of (the effective
     # grants' scopes are tested first: one look-up in a few dozen).
     """CREATE TEMP TABLE staged_sources AS
@@ -67,16 +71,14 @@ STAGE_REBUILD = (
                           'workspace_roles')""",
     "CREATE INDEX temp.staged_sources_key ON staged_sources "
     "(kind, object_uuid, object_id, subject_id)",
-    """CREATE TEMP TABLE unexplained_owners (
-           user_id INTEGER NOT NULL, workspace_uuid TEXT NOT NULL, workspace_id INTEGER NOT NULL,
-           PRIMARY KEY (user_id, workspace_uuid, workspace_id)) WITHOUT ROWID""",
+    OWNERS_TABLE,
     f"""INSERT OR IGNORE INTO temp.unexplained_owners
        SELECT subject_id, object_uuid, object_id FROM (
            SELECT subject_id, object_uuid, object_id, grant_kind, permission_text, max(staged)
              FROM temp.staged_sources WHERE kind = 'workspace_roles'
             GROUP BY object_uuid, subject_id, object_id)
         WHERE {GRANT_COLUMNS["permission"]} = 'owner'""",
-    "CREATE TEMP TABLE unexplained_pairs_explained (k INTEGER PRIMARY KEY)",
+    EXPLAINED_TABLE,
     """INSERT OR IGNORE INTO temp.unexplained_pairs_explained
        SELECT k FROM (
            SELECT e.subject_id * 4294967296 + r.id AS k
@@ -108,21 +110,13 @@ STAGE_REBUILD = (
     """CREATE TEMP TABLE staged_unexplained (
            scope_id INTEGER NOT NULL, subject_id INTEGER NOT NULL, object_id INTEGER NOT NULL,
            PRIMARY KEY (scope_id, subject_id, object_id)) WITHOUT ROWID""",
-    """INSERT OR IGNORE INTO temp.staged_unexplained
+    f"""INSERT OR IGNORE INTO temp.staged_unexplained
        SELECT ef.scope_id, ef.subject_id, ef.object_id
          FROM stage_grants ef
         WHERE ef.snapshot_id = :s
           AND ef.scope_id IN (SELECT id FROM temp.staged_ok
                                WHERE kind = 'repository_permissions')
-          AND NOT EXISTS (SELECT 1 FROM temp.unexplained_pairs_explained x
-                           WHERE x.k = ef.subject_id * 4294967296 + ef.object_id)
-          AND NOT (ef.subject_id IN (SELECT user_id FROM temp.unexplained_owners)
-                   AND EXISTS (SELECT 1 FROM temp.unexplained_repos r
-                                 JOIN temp.unexplained_owners o
-                                   ON o.user_id = ef.subject_id
-                                  AND o.workspace_uuid = r.workspace_uuid
-                                  AND o.workspace_id = r.workspace_id
-                                WHERE r.id = ef.object_id))""",
+          AND {UNEXPLAINED_BY_PAIRS_OR_OWNERS}""",
 )
 
 #: The page cache of that connection, which its sorter sizes its memory by too: beside the
