@@ -27,7 +27,7 @@ owner. Access tokens read no permissions. A token without an endpoint's scope ge
 ``detail: {"required": [...], "granted": [...]}``.
 """
 
-from exporter.simulator.churn import ChurnResult, apply_churn
+from exporter.simulator.churn import ChurnResult, apply_churn, churn_until, fact_count
 from exporter.simulator.faults import Fault, FaultKind, FaultPlan
 from exporter.simulator.generate import (
     ADMIN_EMAIL,
@@ -67,10 +67,12 @@ __all__ = [
     "TruthChange",
     "apply_churn",
     "build_app",
+    "churn_until",
     "diff_explicit",
     "diff_states",
     "effective_permissions",
     "explicit_state",
+    "fact_count",
     "generate_org",
     "observable_state",
     "run_simulator",

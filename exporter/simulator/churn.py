@@ -1,9 +1,11 @@
-"""A day of administration applied to an org: ``apply_churn(org, rng=..., rate=...)``.
+"""A day of administration applied to an org: ``apply_churn(org, rng=..., rate=...)``, or
+``churn_until(org, rng=..., changes=...)`` for a day that changes a given number of facts.
 
 Imports ``exporter.simulator.org``, ``.generate`` and ``.observe``. Each kind of change (hires,
 leavers, group membership, new/deleted/renamed/moved/published repositories, raised and lowered
-grants, role changes, project grants and repository group grants) happens ``max(1, round(rate *
-base))`` times when the org allows it, so even a small org shows every kind. The ground truth
+grants, role changes, project grants and repository group grants) happens in ``apply_churn``
+``max(1, round(rate * base))`` times when the org allows it, so even a small org shows every kind;
+``churn_until`` draws them one at a time, weighted by the same bases. The ground truth
 (``ChurnResult.changes``) is never written by hand: it is the diff of ``observable_state`` before
 and after. ``ChurnResult.explicit_changes`` is the same for explicit grants and group membership
 (``explicit_state``; sources ``direct``, ``group``, ``project``, ``membership``), which the
@@ -25,6 +27,8 @@ from exporter.simulator.generate import (
     slugify,
 )
 from exporter.simulator.observe import (
+    ExplicitState,
+    ObservableState,
     TruthChange,
     diff_explicit,
     diff_states,
@@ -272,27 +276,72 @@ def _repo_group_grant(day: _Day) -> bool:
     return False
 
 
-def apply_churn(org: Org, *, rng: random.Random, rate: float = 0.01) -> ChurnResult:
-    """Mutate ``org`` as one day of administration would; return what happened and the truth."""
-    before = observable_state(org)
-    explicit_before = explicit_state(org)
-    protected = set(org.api_tokens.values()) | set(org.oauth_tokens.values())
-    day = _Day(org, rng, [], protected)
-    day.known = set(org.users) | set(before.objects)
+def _steps(org: Org) -> list[tuple[Callable[[_Day], bool], int]]:
+    """Each kind of change with its base: the members or the repositories it is a share of."""
     repos = sum(len(ws.repositories) for ws in org.workspaces.values())
     members = sum(len(ws.members) for ws in org.workspaces.values())
-    steps: list[tuple[Callable[[_Day], bool], int]] = [
+    return [
         (_hire, members), (_leave, members), (_group_change, members), (_role_change, members),
         (_new_repo, repos), (_delete_repo, repos), (_rename_repo, repos), (_move_repo, repos),
         (_publish_repo, repos), (_raise_grant, repos), (_lower_grant, repos),
         (_project_grant, repos), (_repo_group_grant, repos),
     ]  # fmt: skip
-    for step, base in steps:
-        for _ in range(max(1, round(rate * base))):
-            if not step(day):
-                break
+
+
+def _start(org: Org, rng: random.Random) -> tuple[_Day, ObservableState, ExplicitState]:
+    before = observable_state(org)
+    protected = set(org.api_tokens.values()) | set(org.oauth_tokens.values())
+    day = _Day(org, rng, [], protected)
+    day.known = set(org.users) | set(before.objects)
+    return day, before, explicit_state(org)
+
+
+def _truth(org: Org, day: _Day, before: ObservableState, explicit_before: ExplicitState,
+           ) -> ChurnResult:
     return ChurnResult(
         events=day.events,
         changes=diff_states(before, observable_state(org)),
         explicit_changes=diff_explicit(explicit_before, explicit_state(org)),
     )
+
+
+def apply_churn(org: Org, *, rng: random.Random, rate: float = 0.01) -> ChurnResult:
+    """Mutate ``org`` as one day of administration would; return what happened and the truth."""
+    day, before, explicit_before = _start(org, rng)
+    for step, base in _steps(org):
+        for _ in range(max(1, round(rate * base))):
+            if not step(day):
+                break
+    return _truth(org, day, before, explicit_before)
+
+
+def fact_count(org: Org) -> int:
+    """The facts a snapshot of ``org`` holds: workspace roles, effective permissions, explicit
+    grants and group memberships (what ``ChurnResult.changes`` and ``explicit_changes`` count)."""
+    state, explicit = observable_state(org), explicit_state(org)
+    return (len(state.roles) + len(state.effective)
+            + len(explicit.grants) + len(explicit.memberships))
+
+
+#: Changes in a row that ``churn_until`` may find impossible before it gives up on the day.
+MAX_IMPOSSIBLE = 100
+
+
+def churn_until(org: Org, *, rng: random.Random, changes: float) -> ChurnResult:
+    """Mutate ``org`` one change at a time, each of a kind drawn with the weight ``apply_churn``
+    gives it (the members or the repositories it is a share of), until the truth counts at least
+    ``changes`` changed facts; 0 or less is a quiet day. A day of 0.5 % of ``fact_count`` is the
+    0.5 % daily churn of the budgets, whatever the org's size, where ``apply_churn`` does every
+    kind at least once a day and, at ``medium``, changes several times as many facts."""
+    day, before, explicit_before = _start(org, rng)
+    steps = _steps(org)
+    kinds, weights = [step for step, _ in steps], [base for _, base in steps]
+    result = ChurnResult()
+    impossible = 0
+    while impossible < MAX_IMPOSSIBLE:
+        result = _truth(org, day, before, explicit_before)
+        if len(result.changes) + len(result.explicit_changes) >= changes:
+            break
+        step = rng.choices(kinds, weights=weights)[0]
+        impossible = 0 if step(day) else impossible + 1
+    return result

@@ -15,7 +15,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from exporter.simulator import Org, apply_churn
+from exporter.simulator import Org, apply_churn, churn_until, fact_count
 from exporter.store.database import open_database
 from exporter.store.queries import diff
 from tests.bench.bench_explicit import WhoCanAccess, who_can_access
@@ -152,6 +152,16 @@ class Year:
     #: Facts the churn changed over the nights, by the simulator's truth (effective and explicit
     #: grants, memberships, objects): what the history must hold, whatever its form.
     changes: int = 0
+    #: The facts of each night after the first, summed: ``changes`` over this is the daily churn.
+    fact_nights: int = 0
+    #: How the churn was drawn: 'facts' (``churn_until`` a share of the facts a day) or 'kinds'
+    #: (``apply_churn``: a share of the members or repositories for every kind of change a day).
+    churn: str = "facts"
+
+    @property
+    def daily_churn(self) -> float:
+        """The share of the facts the churn changed a night, on average."""
+        return self.changes / max(self.fact_nights, 1)
 
     @property
     def versions_ratio(self) -> float:
@@ -192,7 +202,7 @@ def compact_size(db: Path, scratch: Path, parts: dict[str, int] | None = None) -
     return size
 
 
-async def _year(org: Org, db: Path, nights: int, rate: float, seed: int) -> Year:
+async def _year(org: Org, db: Path, nights: int, rate: float, seed: int, churn: str) -> Year:
     started = time.perf_counter()
     rng = random.Random(seed)
     writer = NightWriter(db)
@@ -201,10 +211,19 @@ async def _year(org: Org, db: Path, nights: int, rate: float, seed: int) -> Year
         await writer.night(org)
         await writer.close()
         one = compact_size(db, scratch)
-        changes = 0
+        changes = fact_nights = 0
+        owed = 0.0  # changes the nights so far should have made, less those they made
         for _ in range(nights - 1):
-            day = apply_churn(org, rng=rng, rate=rate)
-            changes += len(day.changes) + len(day.explicit_changes)
+            facts = fact_count(org)
+            if churn == "facts":
+                owed += rate * facts
+                day = churn_until(org, rng=rng, changes=owed)
+            else:
+                day = apply_churn(org, rng=rng, rate=rate)
+            made = len(day.changes) + len(day.explicit_changes)
+            owed -= made
+            changes += made
+            fact_nights += facts
             await writer.night(org)
     finally:
         await writer.close()
@@ -220,13 +239,16 @@ async def _year(org: Org, db: Path, nights: int, rate: float, seed: int) -> Year
         await alone.close()
     final_one = compact_size(alone.db, scratch)
     return Year(nights, one, final, final_one, time.perf_counter() - started, parts, versions,
-                open_versions, changes)
+                open_versions, changes, fact_nights, churn)
 
 
-def year(org: Org, *, nights: int = 365, rate: float = CHURN, seed: int = 1) -> Year:
+def year(org: Org, *, nights: int = 365, rate: float = CHURN, seed: int = 1,
+         churn: str = "facts") -> Year:
     """``nights`` snapshots of ``org`` at ``rate`` daily churn: database size against one night.
+    ``churn`` 'facts': each night changes ``rate`` of the org's facts (a night short of it or
+    over it is made up the next night); 'kinds': ``apply_churn`` at ``rate``.
 
     Mutates ``org``.
     """
     with tempfile.TemporaryDirectory() as tmp:
-        return asyncio.run(_year(org, Path(tmp, "a.db"), nights, rate, seed))
+        return asyncio.run(_year(org, Path(tmp, "a.db"), nights, rate, seed, churn))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import random
 from collections import Counter
+from typing import Any
 
 import pytest
 
@@ -12,10 +13,13 @@ from exporter.simulator import (
     MEMBER_EMAIL,
     Org,
     apply_churn,
+    churn,
+    churn_until,
     diff_explicit,
     diff_states,
     effective_permissions,
     explicit_state,
+    fact_count,
     generate_org,
     observable_state,
 )
@@ -161,6 +165,40 @@ def test_explicit_truth_covers_every_source_and_group_membership() -> None:
         "granted", "revoked", "raised", "lowered"
     }  # fmt: skip
     assert all(c.source in ("workspace", "effective", None) for c in result.changes)
+
+
+def test_a_day_of_churn_until_stops_at_the_first_change_that_reaches_its_count(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    org = generate_org("medium")
+    state, explicit = observable_state(org), explicit_state(org)
+    facts = fact_count(org)
+    assert facts == (len(state.roles) + len(state.effective) + len(explicit.grants)
+                     + len(explicit.memberships))
+    rng = random.Random(5)
+    quiet = churn_until(org, rng=rng, changes=0)
+    assert (quiet.events, quiet.changes, quiet.explicit_changes) == ([], [], [])
+    counted: list[int] = []
+    truth = churn._truth
+
+    def counting(*args: Any) -> churn.ChurnResult:
+        result = truth(*args)
+        counted.append(len(result.changes) + len(result.explicit_changes))
+        return result
+
+    monkeypatch.setattr(churn, "_truth", counting)
+    target = 0.005 * facts
+    kinds: set[str] = set()
+    for _ in range(20):
+        before, explicit_before = observable_state(org), explicit_state(org)
+        counted.clear()
+        day = churn_until(org, rng=rng, changes=target)
+        assert day.changes == diff_states(before, observable_state(org))
+        assert day.explicit_changes == diff_explicit(explicit_before, explicit_state(org))
+        assert counted[-1] == len(day.changes) + len(day.explicit_changes) >= target
+        assert all(n < target for n in counted[:-1])  # it stopped at the first count reached
+        kinds |= {event.split()[0] for event in day.events}
+    assert len(kinds) >= 5  # a day's changes are of every kind, drawn by weight
 
 
 def test_large_has_the_reference_size() -> None:
