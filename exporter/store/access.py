@@ -206,10 +206,10 @@ async def unobserved_sources(conn: AsyncConnection, repository_uuid: str, s: int
                     UNION ALL SELECT 'workspace_roles', workspace_uuid, 'the workspace roles'
                       FROM repo)
                 SELECT w.what FROM wanted w
-                 WHERE NOT EXISTS (SELECT 1 FROM scopes sc JOIN observations o
+                 WHERE NOT EXISTS (SELECT 1 FROM scopes sc JOIN observation_runs o
                                       ON o.scope_id = sc.id AND o.outcome = 'ok'
                                    WHERE sc.kind = w.kind AND sc.object_uuid = w.object_uuid
-                                     AND o.snapshot_id <= :s)"""),
+                                     AND o.first_snapshot_id <= :s)"""),
         {"r": repository_uuid, "s": s},
     )
     return [str(r[0]) for r in rows]

@@ -20,6 +20,8 @@ departed user, say). ``who-can-access`` and ``access`` read these rows; the
 
 from __future__ import annotations
 
+from exporter.store.sql import latest_ok_read
+
 
 def _valid(alias: str, at_snapshot: bool) -> str:
     # At a snapshot, the unary + keeps SQLite from reading versions through their validity
@@ -70,9 +72,7 @@ def sources_sql(*, at_snapshot: bool, repository: bool = False, user: bool = Fal
         return f"LEFT JOIN names {alias} ON {alias}.id = {name_id}"
 
     def seen(column: str) -> str:
-        upto = "\n           AND x.snapshot_id <= :s" if at_snapshot else ""
-        return (f"(SELECT max(x.snapshot_id) FROM observations x\n"
-                f"         WHERE x.scope_id = j.{column} AND x.outcome = 'ok'{upto})")
+        return latest_ok_read(f"j.{column}", ":s" if at_snapshot else None)
 
     member = f"""JOIN scopes ms
         ON ms.kind = 'groups' AND ms.object_uuid = r.workspace_uuid

@@ -33,6 +33,8 @@ How (every snapshot between two kept ones is folded into the later one, ``k'``):
   there, ``ok`` observations at or before a kept snapshot stay at or before it (the first-read
   rules: baseline, granted on a new object), and the attempt that an unverified scope shows is
   the same one. A failed attempt at ``k'`` itself gives way to an ``ok`` read of the same window.
+  The runs of reads (``observation_runs``) are then made again over the kept snapshots: reads
+  alike at consecutive kept snapshots are one run, as if the removed snapshots had never been.
 - Failed and aborted snapshots hold no facts: their rows go.
 - The change log (``access_changes``) of each kept snapshot that absorbed removed ones is written
   again, against the kept snapshot before it; the removed snapshots' entries go.
@@ -152,7 +154,13 @@ class PruneReport:
 
 #: The kept snapshot that absorbs each removed complete snapshot: the first kept one after it.
 _MAP = "temp.prune_map"
-_WINNERS = "temp.prune_winners"
+#: The kept complete snapshots in order: each with the kept one before it (0 for the first) and
+#: its place in the order (``n``), by which the runs of reads are made again.
+_KEPT = "temp.prune_kept"
+#: Of each scope's reads in each window (the removed snapshots before a kept one, and the kept
+#: one), the one that stays, at the kept snapshot: the newest ok one, else the newest attempt;
+#: ``at`` is the snapshot it was made in.
+_READS = "temp.prune_reads"
 _REMOVED = f"(SELECT old FROM {_MAP})"
 
 
@@ -171,44 +179,53 @@ def _empty(table: str) -> str:
 
 _SETUP = (
     f"CREATE TEMP TABLE {_MAP.split('.')[1]} (old INTEGER PRIMARY KEY, new INTEGER NOT NULL)",
-    f"CREATE TEMP TABLE {_WINNERS.split('.')[1]} (scope_id INTEGER NOT NULL, "
-    "snapshot_id INTEGER NOT NULL, target INTEGER NOT NULL, PRIMARY KEY (snapshot_id, scope_id))",
+    f"CREATE TEMP TABLE {_KEPT.split('.')[1]} (k INTEGER PRIMARY KEY, prev INTEGER NOT NULL, "
+    "n INTEGER NOT NULL)",
 )
-_TEARDOWN = (f"DROP TABLE IF EXISTS {_MAP}", f"DROP TABLE IF EXISTS {_WINNERS}")
+_TEARDOWN = tuple(f"DROP TABLE IF EXISTS {table}" for table in (_MAP, _KEPT, _READS))
 
-#: Of each scope's observations in a window (the removed snapshots before a kept one, and the kept
-#: one), the one that stays, when it is not already at the kept snapshot: the newest ok one, else
-#: the newest attempt.
-_FIND_WINNERS = f"""INSERT INTO {_WINNERS} (scope_id, snapshot_id, target)
-SELECT scope_id, snapshot_id, target FROM (
-    SELECT o.scope_id, o.snapshot_id, coalesce(m.new, o.snapshot_id) AS target,
-           row_number() OVER (PARTITION BY o.scope_id, coalesce(m.new, o.snapshot_id)
-                              ORDER BY o.outcome = 'ok' DESC, o.snapshot_id DESC) AS rank
-      FROM observations o LEFT JOIN {_MAP} m ON m.old = o.snapshot_id
-     WHERE o.snapshot_id IN {_REMOVED} OR o.snapshot_id IN (SELECT new FROM {_MAP}))
- WHERE rank = 1 AND snapshot_id <> target"""
+#: A run of reads meets the window (prev, k] when it starts at or before k and ends after prev;
+#: then it read the scope in the window (every snapshot of a run did, and its first and last are
+#: snapshots): at ``min(last, k)``, its newest read there.
+_FIND_READS = f"""CREATE TEMP TABLE {_READS.split('.')[1]} AS
+SELECT scope_id, k, n, outcome, detail, closure, requests, at FROM (
+    SELECT r.scope_id, w.k, w.n, r.outcome, r.detail, r.closure, r.requests,
+           min(r.last_snapshot_id, w.k) AS at,
+           row_number() OVER (PARTITION BY r.scope_id, w.k
+                              ORDER BY r.outcome = 'ok' DESC, r.first_snapshot_id DESC) AS rank
+      FROM {_KEPT} w JOIN observation_runs r
+        ON r.first_snapshot_id <= w.k AND r.last_snapshot_id > w.prev)
+ WHERE rank = 1"""
 
 _COUNT_VERSIONS = """SELECT count(*), coalesce(sum({empty}), 0) FROM {table} WHERE {touched}"""
+#: Reads carried to the kept snapshot after them; and the reads that go: those of removed
+#: snapshots not carried, and those of kept snapshots that gave way to an ok read of their
+#: window (a failed attempt at the kept snapshot itself).
 _COUNT_OBSERVATIONS = f"""SELECT
-    (SELECT count(*) FROM {_WINNERS}),
-    (SELECT count(*) FROM observations WHERE snapshot_id IN {_REMOVED}
-        OR snapshot_id IN (SELECT id FROM snapshots WHERE status IN {INCOMPLETE!r}))
-  - (SELECT count(*) FROM {_WINNERS})
-  + (SELECT count(*) FROM observations WHERE (snapshot_id, scope_id) IN
-        (SELECT target, scope_id FROM {_WINNERS}))"""
+    (SELECT count(*) FROM {_READS} WHERE at <> k),
+    (SELECT count(*) FROM observation_runs r JOIN {_MAP} m
+         ON m.old BETWEEN r.first_snapshot_id AND r.last_snapshot_id)
+  - (SELECT count(*) FROM {_READS} WHERE at <> k)
+  + (SELECT count(*) FROM {_READS} p WHERE p.at <> p.k
+        AND EXISTS (SELECT 1 FROM observation_runs r WHERE r.scope_id = p.scope_id
+                       AND r.first_snapshot_id <= p.k AND r.last_snapshot_id >= p.k))"""
 
 _APPLY = (
-    # The winner takes the place of what the kept snapshot itself had (an attempt that was not ok).
-    f"""DELETE FROM observations
-         WHERE (snapshot_id, scope_id) IN (SELECT target, scope_id FROM {_WINNERS})""",
-    f"""UPDATE observations
-           SET snapshot_id = (SELECT w.target FROM {_WINNERS} w
-                               WHERE w.snapshot_id = observations.snapshot_id
-                                 AND w.scope_id = observations.scope_id)
-         WHERE (snapshot_id, scope_id) IN (SELECT snapshot_id, scope_id FROM {_WINNERS})""",
-    f"""DELETE FROM observations
-         WHERE snapshot_id IN {_REMOVED}
-            OR snapshot_id IN (SELECT id FROM snapshots WHERE status IN {INCOMPLETE!r})""",
+    # The runs are made again from the reads that stay, over the kept snapshots: reads with the
+    # same outcome, detail and requests at consecutive kept snapshots are one run (a closure is
+    # a run of its own), as a merge would have made them had the removed snapshots never been.
+    "DELETE FROM observation_runs",
+    f"""INSERT INTO observation_runs (scope_id, outcome, first_snapshot_id, last_snapshot_id,
+                                     detail, closure, requests)
+        SELECT scope_id, outcome, min(k), max(k), detail, closure, requests FROM (
+            SELECT *, n - row_number() OVER (
+                       PARTITION BY scope_id, outcome, detail, closure, requests,
+                                    CASE WHEN closure IS NOT NULL THEN k END
+                       ORDER BY n) AS island
+              FROM {_READS})
+         GROUP BY scope_id, outcome, detail, closure, requests,
+                  CASE WHEN closure IS NOT NULL THEN k END, island
+         ORDER BY scope_id, outcome, min(k)""",
     f"DELETE FROM grant_versions WHERE {_touched('grant_versions')} "
     f"AND {_empty('grant_versions')}",
     f"""UPDATE grant_versions SET valid_from = {_mapped("grant_versions.valid_from")},
@@ -291,7 +308,11 @@ async def _prune_in_transaction(
         await conn.exec_driver_sql(
             f"INSERT INTO {_MAP} (old, new) VALUES (?, ?)", list(absorbs.items())
         )
-    await conn.exec_driver_sql(_FIND_WINNERS)
+    await conn.exec_driver_sql(
+        f"INSERT INTO {_KEPT} (k, prev, n) VALUES (?, ?, ?)",
+        [(k, prev, n) for n, (prev, k) in enumerate(zip([0, *kept], kept, strict=False))],
+    )
+    await conn.exec_driver_sql(_FIND_READS)
     moved = deleted = emptied = 0
     for table in ("grant_versions", "objects"):
         sql = _COUNT_VERSIONS.format(table=table, empty=_empty(table), touched=_touched(table))

@@ -17,7 +17,14 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from exporter.errors import ConfigError
-from exporter.store.sql import DIFF_BASELINE_COUNT_SQL, DIFF_SQL, EVERY_OUTCOME
+from exporter.store.sql import (
+    DIFF_BASELINE_COUNT_SQL,
+    DIFF_SQL,
+    OUTCOME_ROWS,
+    latest_ok_read,
+    latest_ok_run,
+    read_at,
+)
 
 CHANGE_COLUMNS = (
     "snapshot_id",
@@ -286,22 +293,20 @@ async def unverified_scopes(
     """Scopes known by ``b`` with no ok observation in (a, b]: nothing is claimed about them.
     Workspace-wide scopes one by one; per-object scopes counted by kind and outcome."""
     rows = await conn.execute(
-        text("""SELECT s.label,
-                       coalesce((SELECT o.outcome FROM observations o WHERE o.scope_id = s.id
-                                   AND o.snapshot_id > :a AND o.snapshot_id <= :b
-                                 ORDER BY o.snapshot_id DESC LIMIT 1), :not_attempted),
-                       (SELECT o.detail FROM observations o WHERE o.scope_id = s.id
-                           AND o.snapshot_id > :a AND o.snapshot_id <= :b
-                         ORDER BY o.snapshot_id DESC LIMIT 1),
+        text(f"""SELECT s.label,
+                       coalesce((SELECT o.outcome FROM observation_runs o WHERE o.scope_id = s.id
+                                   AND o.first_snapshot_id <= :b AND o.last_snapshot_id > :a
+                                 ORDER BY o.first_snapshot_id DESC LIMIT 1), :not_attempted),
+                       (SELECT o.detail FROM observation_runs o WHERE o.scope_id = s.id
+                           AND o.first_snapshot_id <= :b AND o.last_snapshot_id > :a
+                         ORDER BY o.first_snapshot_id DESC LIMIT 1),
                        s.parent_scope_id IS NOT NULL, s.kind,
                        coalesce((SELECT l.label FROM labels l WHERE l.uuid = s.workspace_uuid),
                                 s.workspace_uuid)
                   FROM scopes s
-                 WHERE EXISTS (SELECT 1 FROM observations o WHERE o.scope_id = s.id
-                                  AND o.snapshot_id <= :b)
-                   AND NOT EXISTS (SELECT 1 FROM observations o WHERE o.scope_id = s.id
-                                      AND o.outcome = 'ok'
-                                      AND o.snapshot_id > :a AND o.snapshot_id <= :b)
+                 WHERE EXISTS (SELECT 1 FROM observation_runs o WHERE o.scope_id = s.id
+                                  AND o.first_snapshot_id <= :b)
+                   AND coalesce({latest_ok_read("s.id", ":b")}, :a) <= :a
                  ORDER BY s.label"""),
         {"a": a, "b": b, "not_attempted": NOT_ATTEMPTED},
     )
@@ -367,8 +372,7 @@ async def per_object_history(
     rows = (
         await conn.execute(
             text(
-                "SELECT s.kind, s.object_uuid, (SELECT max(o.snapshot_id) FROM observations o "
-                "WHERE o.scope_id = s.id AND o.outcome = 'ok') FROM scopes s "
+                f"SELECT s.kind, s.object_uuid, {latest_ok_read('s.id')} FROM scopes s "
                 "WHERE s.parent_scope_id IS NOT NULL"
             )
         )
@@ -406,8 +410,7 @@ async def workspace_requests_estimate(conn: AsyncConnection) -> dict[str, int]:
     rows = await conn.execute(
         text(
             "SELECT s.workspace_uuid, coalesce(sum(o.requests), 0) FROM scopes s "
-            "JOIN observations o ON o.scope_id = s.id AND o.snapshot_id = (SELECT "
-            "max(x.snapshot_id) FROM observations x WHERE x.scope_id = s.id AND x.outcome = 'ok') "
+            f"JOIN observation_runs o ON {latest_ok_run('s.id')} "
             "WHERE s.parent_scope_id IS NULL GROUP BY s.workspace_uuid"
         )
     )
@@ -436,8 +439,10 @@ kinds(kind, object_type) AS (VALUES
     ('project_user_grants', 'project'), ('project_group_grants', 'project')),
 latest AS (
     SELECT k.kind, o.workspace_uuid, o.uuid,
-           (SELECT max(x.snapshot_id) FROM scopes sc JOIN observations x ON x.scope_id = sc.id
-             WHERE sc.kind = k.kind AND sc.object_uuid = o.uuid AND x.outcome = 'ok') AS last_ok
+           (SELECT x.last_snapshot_id FROM scopes sc
+              JOIN observation_runs x ON x.scope_id = sc.id AND x.outcome = 'ok'
+             WHERE sc.kind = k.kind AND sc.object_uuid = o.uuid
+             ORDER BY x.first_snapshot_id DESC LIMIT 1) AS last_ok
       FROM objs o JOIN kinds k ON k.object_type = o.object_type)
 SELECT g.*, (SELECT finished_at FROM snapshots WHERE id = g.oldest) FROM (
     SELECT coalesce(w.label, l.workspace_uuid), l.kind, count(*), count(l.last_ok),
@@ -446,9 +451,11 @@ SELECT g.*, (SELECT finished_at FROM snapshots WHERE id = g.oldest) FROM (
      GROUP BY l.workspace_uuid, l.kind) g ORDER BY 1, 2"""
 
 #: Per-object scopes read by the last complete snapshot: the nightly pace.
-PACE_SQL = f"""SELECT count(*) FROM scopes s CROSS JOIN observations o ON o.scope_id = s.id
- WHERE s.parent_scope_id IS NOT NULL AND o.closure IS NULL AND o.outcome IN {EVERY_OUTCOME}
-   AND o.snapshot_id = (SELECT max(id) FROM snapshots WHERE status = 'complete')"""
+PACE_SQL = f"""WITH latest(id) AS (SELECT max(id) FROM snapshots WHERE status = 'complete'),
+outcomes(outcome) AS (VALUES {OUTCOME_ROWS})
+SELECT count(*) FROM scopes s CROSS JOIN latest n CROSS JOIN outcomes v
+ WHERE s.parent_scope_id IS NOT NULL
+   AND {read_at("s.id", "v.outcome", "n.id", "o.closure IS NULL")}"""
 
 
 async def coverage(conn: AsyncConnection) -> tuple[list[Coverage], int]:

@@ -7,13 +7,14 @@ from __future__ import annotations
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from exporter.store.sql import latest_ok_run
+
 #: Per workspace, over its workspace-wide listings that have an ok observation: the oldest of
 #: their latest ok observations, and the requests those observations took.
-WORKSPACE_TURNS_SQL = """SELECT s.workspace_uuid, min(o.snapshot_id), coalesce(sum(o.requests), 0)
+WORKSPACE_TURNS_SQL = f"""SELECT s.workspace_uuid, min(o.last_snapshot_id),
+       coalesce(sum(o.requests), 0)
   FROM scopes s
-  JOIN observations o ON o.scope_id = s.id AND o.snapshot_id = (
-       SELECT max(x.snapshot_id) FROM observations x
-        WHERE x.scope_id = s.id AND x.outcome = 'ok')
+  JOIN observation_runs o ON {latest_ok_run("s.id")}
  WHERE s.parent_scope_id IS NULL
  GROUP BY s.workspace_uuid"""
 

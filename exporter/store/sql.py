@@ -21,10 +21,50 @@ import functools
 
 from exporter.errors import Outcome
 
-#: Every outcome an observation may have, as an SQL list. ``observations`` is kept by (scope,
-#: outcome, snapshot): a question about one snapshot's observations names each outcome, so that
-#: each scope's row is looked up by its key instead of read out of the scope's history.
+#: Every outcome an observation may have, as an SQL list. ``observation_runs`` is kept by (scope,
+#: outcome, first snapshot): a question about one snapshot's observations names each outcome, so
+#: that each scope's run is looked up by its key instead of read out of the scope's history.
 EVERY_OUTCOME = "(" + ", ".join(f"'{outcome.value}'" for outcome in Outcome) + ")"
+#: The same as rows of a ``VALUES`` list, for a join that takes each outcome in turn.
+OUTCOME_ROWS = ", ".join(f"('{outcome.value}')" for outcome in Outcome)
+
+
+def latest_ok_read(scope: str, upto: str | None = None, alias: str = "x") -> str:
+    """SQL for the snapshot of the latest ok read of the scope whose id is ``scope`` (an SQL
+    expression), at or before the snapshot ``upto`` if given; NULL if there is none. The ok
+    run that starts last (at or before ``upto``), cut at ``upto``: every snapshot of a run read
+    the scope, so the cut is a read too. One look-up of the table's key."""
+    x = alias
+    if upto is None:
+        return (f"(SELECT {x}.last_snapshot_id FROM observation_runs {x}\n"
+                f"         WHERE {x}.scope_id = {scope} AND {x}.outcome = 'ok'\n"
+                f"         ORDER BY {x}.first_snapshot_id DESC LIMIT 1)")
+    return (f"(SELECT min({x}.last_snapshot_id, {upto}) FROM observation_runs {x}\n"
+            f"         WHERE {x}.scope_id = {scope} AND {x}.outcome = 'ok'\n"
+            f"           AND {x}.first_snapshot_id <= {upto}\n"
+            f"         ORDER BY {x}.first_snapshot_id DESC LIMIT 1)")
+
+
+def latest_ok_run(scope: str, alias: str = "o") -> str:
+    """A join condition: the run ``alias`` is the latest ok run of the scope ``scope`` (its
+    ``last_snapshot_id`` the scope's latest ok read, its ``requests`` what that read took)."""
+    o = alias
+    return (f"{o}.scope_id = {scope} AND {o}.outcome = 'ok' AND {o}.first_snapshot_id = ("
+            f"SELECT max(x.first_snapshot_id) FROM observation_runs x "
+            f"WHERE x.scope_id = {scope} AND x.outcome = 'ok')")
+
+
+def read_at(scope: str, outcome: str, snapshot: str, value: str, alias: str = "o") -> str:
+    """SQL for ``value`` (an expression of the run's columns, never NULL) of the read of the
+    scope ``scope`` with ``outcome`` in ``snapshot`` (SQL expressions); NULL if the scope was not
+    read so there. The run that starts last at or before the snapshot, if it reaches it: one
+    look-up of the table's key."""
+    o = alias
+    return (f"(SELECT CASE WHEN {o}.last_snapshot_id >= {snapshot} THEN {value} END\n"
+            f"     FROM observation_runs {o}\n"
+            f"    WHERE {o}.scope_id = {scope} AND {o}.outcome = {outcome}\n"
+            f"      AND {o}.first_snapshot_id <= {snapshot}\n"
+            f"    ORDER BY {o}.first_snapshot_id DESC LIMIT 1)")
 
 #: Permissions and roles in order; a higher rank is more access. Any other value has no rank.
 RANK_SQL = """CASE {col}
@@ -107,9 +147,9 @@ object_pairs AS (
 object_events AS (
     SELECT op.a, op.b, op.scope_id, op.uuid, op.old_id, op.new_id,
            CASE WHEN op.old_id IS NULL THEN
-                  CASE WHEN EXISTS (SELECT 1 FROM observations x
+                  CASE WHEN EXISTS (SELECT 1 FROM observation_runs x
                                      WHERE x.scope_id = op.scope_id AND x.outcome = 'ok'
-                                       AND x.snapshot_id <= op.a)
+                                       AND x.first_snapshot_id <= op.a)
                        THEN 'created' ELSE 'baseline' END
                 WHEN op.new_id IS NULL THEN 'deleted'
                 ELSE 'changed' END AS change
@@ -168,14 +208,14 @@ grant_pairs AS (
 grant_changes AS (
     SELECT gp.*,
            CASE WHEN gp.old_value IS NULL THEN
-                  CASE WHEN EXISTS (SELECT 1 FROM observations x
+                  CASE WHEN EXISTS (SELECT 1 FROM observation_runs x
                                      WHERE x.scope_id = gp.scope_id AND x.outcome = 'ok'
-                                       AND x.snapshot_id <= gp.a)
+                                       AND x.first_snapshot_id <= gp.a)
                        THEN 'granted'
                        WHEN s.parent_scope_id IS NOT NULL
-                        AND EXISTS (SELECT 1 FROM observations x
+                        AND EXISTS (SELECT 1 FROM observation_runs x
                                      WHERE x.scope_id = s.parent_scope_id AND x.outcome = 'ok'
-                                       AND x.snapshot_id <= gp.a)
+                                       AND x.first_snapshot_id <= gp.a)
                         AND NOT EXISTS (SELECT 1 FROM objects y
                                          WHERE y.scope_id = s.parent_scope_id
                                            AND y.uuid = s.object_uuid AND y.valid_from <= gp.a
@@ -441,15 +481,14 @@ LOG_CHANGES = (
 #: a version in (a, b] still valid at b, unless (for grants) its object appeared in a parent
 #: listing read by ``a``, which makes its rows ``granted``. Every version opened in (a, b] comes
 #: from an ok read in (a, b] (a pruned snapshot's reads move with its versions): the candidates
-#: are found through the observations (each scope's, ``observations`` being kept by scope), not
+#: are found through the observations (each scope's, ``observation_runs`` being kept by scope), not
 #: through the versions. The versions closed after b (only when an older pair's log is written
 #: again) are gathered once, not per scope.
-BASELINE_SCOPES = """INSERT INTO baseline_scopes (snapshot_id, scope_id, from_snapshot_id)
+BASELINE_SCOPES = f"""INSERT INTO baseline_scopes (snapshot_id, scope_id, from_snapshot_id)
 SELECT :b, s.id, :a FROM scopes s
- WHERE EXISTS (SELECT 1 FROM observations x WHERE x.scope_id = s.id AND x.outcome = 'ok'
-                  AND x.snapshot_id > :a AND x.snapshot_id <= :b)
-   AND NOT EXISTS (SELECT 1 FROM observations x WHERE x.scope_id = s.id AND x.outcome = 'ok'
-                      AND x.snapshot_id <= :a)
+ WHERE {latest_ok_read("s.id", ":b")} > :a
+   AND NOT EXISTS (SELECT 1 FROM observation_runs x WHERE x.scope_id = s.id AND x.outcome = 'ok'
+                      AND x.first_snapshot_id <= :a)
    AND (EXISTS (SELECT 1 FROM objects o WHERE o.scope_id = s.id AND o.valid_to IS NULL
                    AND o.valid_from > :a AND o.valid_from <= :b)
         OR s.id IN (SELECT scope_id FROM objects WHERE valid_to > :b
@@ -459,9 +498,9 @@ SELECT :b, s.id, :a FROM scopes s
              OR s.id IN (SELECT scope_id FROM grant_versions WHERE valid_to > :b
                            AND +valid_from > :a AND +valid_from <= :b))
             AND NOT (s.parent_scope_id IS NOT NULL
-                     AND EXISTS (SELECT 1 FROM observations x
+                     AND EXISTS (SELECT 1 FROM observation_runs x
                                   WHERE x.scope_id = s.parent_scope_id AND x.outcome = 'ok'
-                                    AND x.snapshot_id <= :a)
+                                    AND x.first_snapshot_id <= :a)
                      AND NOT EXISTS (SELECT 1 FROM objects y
                                       WHERE y.scope_id = s.parent_scope_id
                                         AND y.uuid = s.object_uuid AND y.valid_from <= :a

@@ -43,9 +43,11 @@ from exporter.store.sql import (
     BASELINE_SCOPES,
     EVERY_OUTCOME,
     LOG_CHANGES,
+    OUTCOME_ROWS,
     PREVIOUS_COMPLETE,
     REFRESH_LABELS,
     grant_kind,
+    read_at,
 )
 from exporter.store.unexplained import update_unexplained
 from exporter.store.unexplained_staged import StagedUnexplained
@@ -232,6 +234,35 @@ CLOSE_CHANGED_PERMISSIONS = """UPDATE grant_versions SET valid_to = :s
                         AND (g.grant_kind <> st.grant_kind
                              OR g.permission_text IS NOT st.permission_text))"""
 
+#: The snapshot before ``:s``, whatever its status: a run goes on only from it.
+PREVIOUS_SNAPSHOT = "SELECT max(id) FROM snapshots WHERE id < :s"
+
+#: Tonight's reads join the runs (``schema.observation_runs``): a read goes on with its scope's
+#: latest run of the same outcome if that run ended at the snapshot just before (a snapshot that
+#: failed or died between them breaks it) with the same detail and requests, and is not a
+#: closure; otherwise it opens a run. Each scope's latest run is one look-up of the key.
+MERGE_RUNS = (
+    "DROP TABLE IF EXISTS temp.merge_runs",
+    f"""CREATE TEMP TABLE merge_runs AS
+       SELECT so.scope_id, so.outcome, so.detail, so.requests, r.first_snapshot_id AS carried
+         FROM stage_observations so
+         LEFT JOIN observation_runs r
+           ON r.scope_id = so.scope_id AND r.outcome = so.outcome
+          AND r.first_snapshot_id = (SELECT max(x.first_snapshot_id) FROM observation_runs x
+                                      WHERE x.scope_id = so.scope_id AND x.outcome = so.outcome)
+          AND r.last_snapshot_id = ({PREVIOUS_SNAPSHOT}) AND r.closure IS NULL
+          AND r.detail IS so.detail AND r.requests = so.requests
+        WHERE so.snapshot_id = :s""",
+    """UPDATE observation_runs SET last_snapshot_id = :s
+        WHERE (scope_id, outcome, first_snapshot_id) IN
+              (SELECT scope_id, outcome, carried FROM temp.merge_runs WHERE carried IS NOT NULL)""",
+    """INSERT INTO observation_runs (scope_id, outcome, first_snapshot_id, last_snapshot_id,
+                                    detail, requests)
+       SELECT scope_id, outcome, :s, :s, detail, requests FROM temp.merge_runs
+        WHERE carried IS NULL ORDER BY scope_id, outcome""",
+    "DROP TABLE temp.merge_runs",
+)
+
 #: Closing the child scopes of the objects closed tonight, and their facts: skipped when the
 #: merge closed no object (every first night, most nights), which each statement would otherwise
 #: find by reading its table (at ``huge``'s first night, 1 s in all).
@@ -242,28 +273,34 @@ CLOSE_WITH_OBJECTS = (
     # or now) has facts to close; whether some run (perhaps one that crashed) merely attempted
     # it must not change what a diff says. (``+o.valid_to``: the object is found by its uuid;
     # by ``valid_to``, every child scope scanned every object closed tonight, and a night that
-    # closed 100,000 repositories never ended.) The scopes are gathered once: ``observations``
-    # is kept by scope, and asked for the closures of one snapshot it would read every row.
+    # closed 100,000 repositories never ended.) The scopes are gathered once:
+    # ``observation_runs`` is kept by scope, and asked for the closures of one snapshot it would
+    # read every row.
     "DROP TABLE IF EXISTS temp.merge_closed_scopes",
     """CREATE TEMP TABLE merge_closed_scopes AS
        SELECT c.id AS scope_id, c.object_type
          FROM scopes c
         WHERE c.parent_scope_id IN (SELECT scope_id FROM stage_observations
                                      WHERE snapshot_id = :s AND outcome = 'ok')
-          AND (EXISTS (SELECT 1 FROM observations o WHERE o.scope_id = c.id
-                          AND o.outcome = 'ok' AND o.snapshot_id < :s)
+          AND (EXISTS (SELECT 1 FROM observation_runs o WHERE o.scope_id = c.id
+                          AND o.outcome = 'ok' AND o.first_snapshot_id < :s)
                OR EXISTS (SELECT 1 FROM stage_observations so WHERE so.snapshot_id = :s
                              AND so.scope_id = c.id AND so.outcome = 'ok'))
           AND EXISTS (SELECT 1 FROM objects o WHERE o.scope_id = c.parent_scope_id
                          AND o.uuid = c.object_uuid AND +o.valid_to = :s)
           AND NOT EXISTS (SELECT 1 FROM objects o WHERE o.scope_id = c.parent_scope_id
                              AND o.uuid = c.object_uuid AND o.valid_to IS NULL)""",
-    # The closure replaces what the scope's observation tonight said, if it had one.
-    f"""DELETE FROM observations
+    # The closure replaces what the scope's read tonight said, if it had one: a run it opened
+    # goes, a run it carried on ends again where it had ended. The closure is a run of its own.
+    f"""DELETE FROM observation_runs
         WHERE scope_id IN (SELECT scope_id FROM temp.merge_closed_scopes)
-          AND outcome IN {EVERY_OUTCOME} AND snapshot_id = :s""",
-    """INSERT INTO observations (snapshot_id, scope_id, outcome, detail, closure)
-       SELECT :s, scope_id, 'ok', 'deleted with its ' || object_type, 'deleted'
+          AND outcome IN {EVERY_OUTCOME} AND first_snapshot_id = :s""",
+    f"""UPDATE observation_runs SET last_snapshot_id = ({PREVIOUS_SNAPSHOT})
+        WHERE scope_id IN (SELECT scope_id FROM temp.merge_closed_scopes)
+          AND outcome IN {EVERY_OUTCOME} AND last_snapshot_id = :s""",
+    """INSERT INTO observation_runs (scope_id, outcome, first_snapshot_id, last_snapshot_id,
+                                    detail, closure)
+       SELECT scope_id, 'ok', :s, :s, 'deleted with its ' || object_type, 'deleted'
          FROM temp.merge_closed_scopes""",
     """DELETE FROM stage_grants
         WHERE scope_id IN (SELECT scope_id FROM temp.merge_closed_scopes)""",
@@ -285,9 +322,7 @@ MERGE_STATEMENTS = (
     # (``sql.REFRESH_LABELS``): every grant's subject and object has its row in ``names``.
     """INSERT INTO names (id, uuid, name)
        SELECT id, uuid, uuid FROM stage_names WHERE snapshot_id = :s""",
-    """INSERT INTO observations (snapshot_id, scope_id, outcome, detail, requests)
-       SELECT snapshot_id, scope_id, outcome, detail, requests FROM stage_observations
-        WHERE snapshot_id = :s""",
+    *MERGE_RUNS,
     """UPDATE objects SET valid_to = :s
         WHERE valid_to IS NULL
           AND scope_id IN (SELECT scope_id FROM stage_observations
@@ -358,10 +393,12 @@ MERGE_STATEMENTS = (
 
 
 #: The observations of snapshot ``:s`` by outcome, closures apart: scope by scope, each looked up
-#: by its key (``observations`` is kept by scope and outcome).
-SNAPSHOT_OUTCOMES = f"""SELECT o.outcome, o.closure IS NOT NULL, count(*) FROM scopes sc
-  CROSS JOIN observations o ON o.scope_id = sc.id AND o.outcome IN {EVERY_OUTCOME}
-                           AND o.snapshot_id = :s
+#: by its key (``observation_runs`` is kept by scope and outcome).
+SNAPSHOT_OUTCOMES = f"""WITH outcomes(outcome) AS (VALUES {OUTCOME_ROWS})
+SELECT outcome, closed, count(*) FROM (
+    SELECT v.outcome, {read_at("sc.id", "v.outcome", ":s", "o.closure IS NOT NULL")} AS closed
+      FROM scopes sc CROSS JOIN outcomes v)
+ WHERE closed IS NOT NULL
  GROUP BY 1, 2"""
 
 #: Why a run is marked aborted by the next one: its process ended without saying.

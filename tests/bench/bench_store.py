@@ -179,7 +179,7 @@ class Year:
 
 
 #: The tables the history is made of, each counted with its indexes; the rest is "other".
-HISTORY_PARTS = ("grant_versions", "change_log", "observations", "objects", "names")
+HISTORY_PARTS = ("grant_versions", "change_log", "observation_runs", "objects", "names")
 
 
 def compact_size(db: Path, scratch: Path, parts: dict[str, int] | None = None) -> int:

@@ -584,6 +584,7 @@ async def test_revision_0017_keeps_observations_by_scope_without_a_second_copy_a
             "WHERE m.tbl_name = 'observations'")  # fmt: skip
     latest = ("EXPLAIN QUERY PLAN SELECT max(snapshot_id) FROM observations "
               "WHERE scope_id = 3 AND outcome = 'ok' AND snapshot_id <= 2")  # fmt: skip
+    await to_revision(db, "0017")
     before = answers(db)
     assert before["access_changes"]
     with sqlite3.connect(db) as conn:
@@ -593,10 +594,6 @@ async def test_revision_0017_keeps_observations_by_scope_without_a_second_copy_a
             "SELECT sql FROM sqlite_master WHERE name = 'observations'").fetchone()[0]
         plan = " ".join(row[3] for row in conn.execute(latest))
         assert "PRIMARY KEY (scope_id=? AND outcome=? AND snapshot_id<?)" in plan, plan
-        for one_night in (SNAPSHOT_OUTCOMES, PACE_SQL):  # the code's questions of one snapshot
-            plan = " ".join(row[3] for row in conn.execute(f"EXPLAIN QUERY PLAN {one_night}",
-                                                           {"s": 2}))  # fmt: skip
-            assert "PRIMARY KEY (scope_id=? AND outcome=? AND snapshot_id=?)" in plan, plan
         by_scope = conn.execute(size).fetchone()[0]
 
     await to_revision(db, "0016")
@@ -619,3 +616,85 @@ async def test_revision_0017_keeps_observations_by_scope_without_a_second_copy_a
                             "AND outcome = 'ok' AND closure IS NULL").fetchone()[0]  # fmt: skip
         assert read > 0
         assert conn.execute("SELECT scopes_ok FROM snapshots WHERE id = 4").fetchone() == (read,)
+
+
+async def test_revision_0018_keeps_reads_as_runs_and_goes_back(tmp_path: Path) -> None:
+    """From 0018 a scope's reads alike in consecutive snapshots are one row of
+    ``observation_runs``, and the view ``observations`` shows a row per read as the table did:
+    the runs are made from the rows and the rows from the runs, every view answering the same
+    both ways; a snapshot that failed between two nights ends the runs before it; the code's
+    questions of one snapshot look each scope's run up by its key; and the nights go on."""
+    db = tmp_path / "a.db"
+    org = generate_org("small", 7)
+    await churned_nights(db, org, 3, rate=0.3)
+    engine = await open_database(db)
+    try:
+        failed = SnapshotWriter(engine, tool_version="test")
+        await failed.begin()
+        await failed.fail("gave up", RunCounters())
+    finally:
+        await engine.dispose()
+    for _ in range(2):
+        await one_more_night(db, org)  # snapshots 5 and 6, after the failed 4
+    rows = "SELECT snapshot_id, scope_id, outcome, detail, closure, requests FROM observations"
+    runs = "SELECT * FROM observation_runs ORDER BY scope_id, outcome, first_snapshot_id"
+    more = {
+        "scope_freshness": "SELECT * FROM scope_freshness ORDER BY scope_id",
+        "current_access": "SELECT * FROM current_access ORDER BY scope_id, subject_uuid, "
+        "object_uuid",
+        "current_access_sources": "SELECT * FROM current_access_sources ORDER BY "
+        "repository_uuid, user_uuid, source, via_group, via_project",
+    }
+
+    def all_answers() -> dict[str, list[tuple[object, ...]]]:
+        with sqlite3.connect(db) as conn:
+            return {**answers(db), **{k: conn.execute(q).fetchall() for k, q in more.items()}}
+
+    before = all_answers()
+    with sqlite3.connect(db) as conn:
+        reads = sorted(conn.execute(rows))
+        kept_runs = conn.execute(runs).fetchall()
+        by_snapshot = dict(conn.execute("SELECT snapshot_id, count(*) FROM observations "
+                                        "GROUP BY 1").fetchall())  # fmt: skip
+        scopes = conn.execute("SELECT count(*) FROM scopes").fetchone()[0]
+        assert set(by_snapshot) == {1, 2, 3, 5, 6} and by_snapshot[6] > 0
+        assert len(kept_runs) < len(reads)
+        spans = ("SELECT count(*) FROM observation_runs "
+                 "WHERE first_snapshot_id < 4 AND last_snapshot_id > 4")  # fmt: skip
+        assert conn.execute(spans).fetchone()[0] == 0
+        # Every scope read alike in 5 and 6 is one run of the two (none goes on from 3).
+        alike = conn.execute(
+            "SELECT count(*) FROM observations a JOIN observations b ON b.scope_id = a.scope_id "
+            "AND b.outcome = a.outcome AND b.detail IS a.detail AND b.requests = a.requests "
+            "AND a.closure IS NULL AND b.closure IS NULL "
+            "WHERE a.snapshot_id = 5 AND b.snapshot_id = 6").fetchone()[0]
+        assert alike > scopes // 3
+        assert conn.execute("SELECT count(*) FROM observation_runs "
+                            "WHERE first_snapshot_id = 5 AND last_snapshot_id = 6"
+                            ).fetchone()[0] == alike
+        for one_night in (SNAPSHOT_OUTCOMES, PACE_SQL):  # the code's questions of one snapshot
+            plan = " ".join(row[3] for row in conn.execute(f"EXPLAIN QUERY PLAN {one_night}",
+                                                           {"s": 2}))  # fmt: skip
+            assert "PRIMARY KEY (scope_id=? AND outcome=? AND first_snapshot_id<?)" in plan, plan
+
+    await to_revision(db, "0017")
+    assert "observation_runs" not in tables(db)
+    with sqlite3.connect(db) as conn:
+        assert sorted(conn.execute(rows)) == reads
+    assert all_answers() == before
+
+    engine = await open_database(db)
+    await engine.dispose()
+    with sqlite3.connect(db) as conn:
+        assert conn.execute(runs).fetchall() == kept_runs
+        assert sorted(conn.execute(rows)) == reads
+        assert conn.execute("PRAGMA quick_check").fetchall() == [("ok",)]
+    assert all_answers() == before
+    await one_more_night(db, org)
+    with sqlite3.connect(db) as conn:
+        carried = conn.execute("SELECT count(*) FROM observation_runs "
+                               "WHERE first_snapshot_id = 5 AND last_snapshot_id = 7").fetchone()[0]
+        assert carried > 0
+        read = conn.execute("SELECT count(*) FROM observations WHERE snapshot_id = 7 "
+                            "AND outcome = 'ok' AND closure IS NULL").fetchone()[0]  # fmt: skip
+        assert conn.execute("SELECT scopes_ok FROM snapshots WHERE id = 7").fetchone() == (read,)

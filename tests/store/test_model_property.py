@@ -316,6 +316,38 @@ async def real_knowledge(engine: AsyncEngine, at: int) -> dict[str, Facts]:
         return out
 
 
+async def check_reads(engine: AsyncEngine, naive: NaiveStore) -> None:
+    """The reads as the runs keep them: every complete snapshot's ok reads (closures included)
+    through the view ``observations``, each scope's latest ok read at or before a snapshot
+    (``access_at.observed_in``) and its latest ok read (``scope_freshness``), against the model's
+    ok observations."""
+    async with engine.connect() as conn:
+        rows = await conn.execute(text(
+            "SELECT o.snapshot_id, s.label FROM observations o JOIN scopes s ON s.id = o.scope_id "
+            "WHERE o.outcome = 'ok'"))  # fmt: skip
+        reads: dict[int, set[str]] = {b: set() for b in naive.complete}
+        for b, label in rows:
+            if label in SCOPES:  # the model has no project listing
+                reads.setdefault(b, set()).add(label)
+        assert reads == {b: set(naive.ok[b]) for b in naive.complete}
+        twice = await conn.execute(text(
+            "SELECT scope_id, snapshot_id FROM observations GROUP BY 1, 2 HAVING count(*) > 1"))
+        assert twice.all() == []  # a scope is read once a snapshot, or closed instead
+        for b in naive.complete:
+            seen = await conn.execute(
+                text("SELECT DISTINCT s.label, a.observed_in FROM access_at a "
+                     "JOIN scopes s ON s.id = a.scope_id WHERE a.snapshot_id = :b"),
+                {"b": b},
+            )  # fmt: skip
+            for label, observed_in in seen:
+                assert observed_in == max(x for x in naive.ok_snapshots(label) if x <= b), b
+        fresh = dict((await conn.execute(text(
+            "SELECT label, observed_in FROM scope_freshness"))).all())  # fmt: skip
+        assert {k: v for k, v in fresh.items() if v is not None and k in SCOPES} == {
+            label: naive.ok_snapshots(label)[-1] for label in SCOPES
+            if naive.ok_snapshots(label)}  # fmt: skip
+
+
 async def check_baseline_count(engine: AsyncEngine, a: int, b: int) -> None:
     """``bbaccess diff`` counts the baseline apart (its own SQL): the same number of rows."""
     async with engine.connect() as conn:
@@ -336,6 +368,7 @@ async def check_against_naive(path: Path, nights: list[Night]) -> None:
                 assert known.get(label, {}) == naive.knowledge(b, label), (label, b)
         assert await real_users(engine) == naive.users()
         assert await real_counts(engine) == naive.counts
+        await check_reads(engine, naive)
         for i, b in enumerate(complete):
             for a in [0, *complete[:i]]:
                 assert await real_diff(engine, a, b) == naive.diff(a, b), (a, b)
