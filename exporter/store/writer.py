@@ -392,14 +392,20 @@ MERGE_STATEMENTS = (
 )
 
 
-#: The observations of snapshot ``:s`` by outcome, closures apart: scope by scope, each looked up
-#: by its key (``observation_runs`` is kept by scope and outcome).
+#: The observations of snapshot ``:s`` by outcome, closures apart, once merged: scope by scope,
+#: each looked up by its key (``observation_runs`` is kept by scope and outcome).
 SNAPSHOT_OUTCOMES = f"""WITH outcomes(outcome) AS (VALUES {OUTCOME_ROWS})
 SELECT outcome, closed, count(*) FROM (
     SELECT v.outcome, {read_at("sc.id", "v.outcome", ":s", "o.closure IS NOT NULL")} AS closed
       FROM scopes sc CROSS JOIN outcomes v)
  WHERE closed IS NOT NULL
  GROUP BY 1, 2"""
+
+#: The same, in the merge of a snapshot that closed no object (so no scope with it): its staged
+#: reads, every one of which the merge kept as it was (at ``huge``, 0.03 s where the runs took
+#: 0.5 s).
+STAGED_OUTCOMES = """SELECT outcome, 0, count(*) FROM stage_observations WHERE snapshot_id = :s
+ GROUP BY 1"""
 
 #: Why a run is marked aborted by the next one: its process ended without saying.
 DEAD_RUN_MESSAGE = (
@@ -972,7 +978,9 @@ class SnapshotWriter:
     async def _outcomes(self, conn: AsyncConnection) -> tuple[dict[str, int], int]:
         """Observations of this snapshot by outcome, and apart the closures of child scopes of
         deleted objects (not observations of a listing, so not counted as ok)."""
-        rows = await conn.execute(text(SNAPSHOT_OUTCOMES), {"s": self.snapshot_id})
+        closed_any = await _any_object_closed(conn, self.snapshot_id)
+        sql = SNAPSHOT_OUTCOMES if closed_any else STAGED_OUTCOMES
+        rows = await conn.execute(text(sql), {"s": self.snapshot_id})
         outcomes: dict[str, int] = {}
         closed = 0
         for outcome, is_closure, count in rows:
