@@ -210,10 +210,12 @@ _COUNT_OBSERVATIONS = f"""SELECT
         AND EXISTS (SELECT 1 FROM observation_runs r WHERE r.scope_id = p.scope_id
                        AND r.first_snapshot_id <= p.k AND r.last_snapshot_id >= p.k))"""
 
-_APPLY = (
-    # The runs are made again from the reads that stay, over the kept snapshots: reads with the
-    # same outcome, detail and requests at consecutive kept snapshots are one run (a closure is
-    # a run of its own), as a merge would have made them had the removed snapshots never been.
+#: The runs are made again from the reads that stay, over the kept snapshots: reads with the
+#: same outcome, detail and requests at consecutive kept snapshots are one run (a closure is a
+#: run of its own), as a merge would have made them had the removed snapshots never been. Only
+#: when a complete snapshot goes: a failed or aborted one read nothing, and the runs hold as
+#: they are without it.
+_REMAKE_RUNS = (
     "DELETE FROM observation_runs",
     f"""INSERT INTO observation_runs (scope_id, outcome, first_snapshot_id, last_snapshot_id,
                                      detail, closure, requests)
@@ -226,6 +228,9 @@ _APPLY = (
          GROUP BY scope_id, outcome, detail, closure, requests,
                   CASE WHEN closure IS NOT NULL THEN k END, island
          ORDER BY scope_id, outcome, min(k)""",
+)
+
+_APPLY = (
     f"DELETE FROM grant_versions WHERE {_touched('grant_versions')} "
     f"AND {_empty('grant_versions')}",
     f"""UPDATE grant_versions SET valid_from = {_mapped("grant_versions.valid_from")},
@@ -312,7 +317,8 @@ async def _prune_in_transaction(
         f"INSERT INTO {_KEPT} (k, prev, n) VALUES (?, ?, ?)",
         [(k, prev, n) for n, (prev, k) in enumerate(zip([0, *kept], kept, strict=False))],
     )
-    await conn.exec_driver_sql(_FIND_READS)
+    if absorbs:
+        await conn.exec_driver_sql(_FIND_READS)
     moved = deleted = emptied = 0
     for table in ("grant_versions", "objects"):
         sql = _COUNT_VERSIONS.format(table=table, empty=_empty(table), touched=_touched(table))
@@ -322,9 +328,13 @@ async def _prune_in_transaction(
             deleted += int(empty)
         else:
             emptied += int(empty)
-    observations_moved, observations_deleted = (await conn.execute(text(_COUNT_OBSERVATIONS))).one()
+    observations_moved = observations_deleted = 0
+    if absorbs:
+        observations_moved, observations_deleted = (
+            await conn.execute(text(_COUNT_OBSERVATIONS))
+        ).one()
     if not dry_run:
-        for statement in _APPLY:
+        for statement in (_REMAKE_RUNS if absorbs else ()) + _APPLY:
             await conn.exec_driver_sql(statement)
         await _relog(conn, sorted(set(absorbs.values())))
     return PruneReport(

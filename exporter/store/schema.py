@@ -77,12 +77,13 @@ scopes = Table(
 #: A scope's reads as runs (migration 0018): one row for the reads of a scope with the same
 #: outcome, detail and requests in consecutive snapshots, from ``first_snapshot_id`` to
 #: ``last_snapshot_id``; every snapshot between them read it so. A merge extends the scope's run
-#: that ended at the snapshot before its own (``merge_runs``), or opens one; a snapshot that
-#: failed or died between them (which reads nothing) starts new runs. After 365 nights of
-#: ``medium`` the runs take a few kilobytes where a row per read took 3.7 MB: three times one
-#: snapshot. Kept by scope and outcome: nearly every question is a scope's (its latest ok read at
-#: or before a snapshot: the run that starts last at or before it, ``min(last, snapshot)``, one
-#: look-up). The view ``observations`` shows a row per scope and snapshot read, as the table was.
+#: that ended at the snapshot before its own (``writer.MERGE_RUNS``), or opens one; a snapshot
+#: that failed or died between them (which reads nothing) starts new runs (until a prune removes
+#: it). After 365 nights of ``medium`` at 0.5 % of the facts changed a night, 938 runs take 28 KB
+#: where 231,184 rows took 3.5 MB, three times one snapshot. Kept by scope and outcome: nearly
+#: every question is a scope's (its latest ok read at or before a snapshot: the run that starts
+#: last at or before it, ``min(last, snapshot)``, one look-up). The view ``observations`` shows a
+#: row per scope and snapshot read, as the table was.
 observation_runs = Table(
     "observation_runs",
     metadata,

@@ -296,8 +296,13 @@ CLOSE_WITH_OBJECTS = (
         WHERE scope_id IN (SELECT scope_id FROM temp.merge_closed_scopes)
           AND outcome IN {EVERY_OUTCOME} AND first_snapshot_id = :s""",
     f"""UPDATE observation_runs SET last_snapshot_id = ({PREVIOUS_SNAPSHOT})
-        WHERE scope_id IN (SELECT scope_id FROM temp.merge_closed_scopes)
-          AND outcome IN {EVERY_OUTCOME} AND last_snapshot_id = :s""",
+        WHERE (scope_id, outcome, first_snapshot_id) IN (
+              SELECT c.scope_id, v.outcome,
+                     (SELECT max(x.first_snapshot_id) FROM observation_runs x
+                       WHERE x.scope_id = c.scope_id AND x.outcome = v.outcome)
+                FROM temp.merge_closed_scopes c
+               CROSS JOIN (SELECT column1 AS outcome FROM (VALUES {OUTCOME_ROWS})) v)
+          AND last_snapshot_id = :s""",
     """INSERT INTO observation_runs (scope_id, outcome, first_snapshot_id, last_snapshot_id,
                                     detail, closure)
        SELECT scope_id, 'ok', :s, :s, 'deleted with its ' || object_type, 'deleted'

@@ -42,7 +42,7 @@ PLANNED = re.compile(r"per-object scopes: .*full explicit-grant coverage in (\d+
 COVERED = """
 SELECT s.kind, s.object_uuid FROM scopes s
  WHERE s.kind IN ({kinds})
-   AND EXISTS (SELECT 1 FROM observations o WHERE o.scope_id = s.id
+   AND EXISTS (SELECT 1 FROM observation_runs o WHERE o.scope_id = s.id
                   AND o.outcome = 'ok' AND o.closure IS NULL)
 """
 LARGEST = """
