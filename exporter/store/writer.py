@@ -262,6 +262,13 @@ MERGE_RUNS = (
         WHERE carried IS NULL ORDER BY scope_id, outcome""",
     "DROP TABLE temp.merge_runs",
 )
+ANY_RUN = "SELECT EXISTS (SELECT 1 FROM observation_runs)"
+#: A database's first reads, with no run to carry on: each opens one, in one statement where
+#: ``MERGE_RUNS`` writes them all twice (210,000 at ``huge``).
+FIRST_RUNS = """INSERT INTO observation_runs (scope_id, outcome, first_snapshot_id,
+                                  last_snapshot_id, detail, requests)
+    SELECT scope_id, outcome, :s, :s, detail, requests FROM stage_observations
+     WHERE snapshot_id = :s ORDER BY scope_id, outcome"""
 
 #: Closing the child scopes of the objects closed tonight, and their facts: skipped when the
 #: merge closed no object (every first night, most nights), which each statement would otherwise
@@ -327,7 +334,6 @@ MERGE_STATEMENTS = (
     # (``sql.REFRESH_LABELS``): every grant's subject and object has its row in ``names``.
     """INSERT INTO names (id, uuid, name)
        SELECT id, uuid, uuid FROM stage_names WHERE snapshot_id = :s""",
-    *MERGE_RUNS,
     """UPDATE objects SET valid_to = :s
         WHERE valid_to IS NULL
           AND scope_id IN (SELECT scope_id FROM stage_observations
@@ -444,6 +450,9 @@ async def merge_staged(
         grants_aside = await _set_aside(conn, GRANTS_ASIDE) if bulk else []
         names_aside = await _set_aside(conn, NAMES_ASIDE) if bulk else []
         objects_closed: bool | None = None  # known once the objects are merged
+        any_run = (await conn.execute(text(ANY_RUN))).scalar_one()
+        for statement in MERGE_RUNS if any_run else (FIRST_RUNS,):
+            await conn.execute(text(statement), {"s": snapshot_id})
         for statement in MERGE_STATEMENTS:
             if not keyed and statement is CLOSE_CHANGED_PERMISSIONS:
                 continue
