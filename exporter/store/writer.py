@@ -47,7 +47,6 @@ from exporter.store.sql import (
     PREVIOUS_COMPLETE,
     REFRESH_LABELS,
     grant_kind,
-    read_at,
 )
 from exporter.store.unexplained import update_unexplained
 from exporter.store.unexplained_staged import StagedUnexplained
@@ -324,7 +323,7 @@ CLOSE_WITH_OBJECTS = (
     """UPDATE objects SET valid_to = :s
         WHERE valid_to IS NULL
           AND scope_id IN (SELECT scope_id FROM temp.merge_closed_scopes)""",
-    "DROP TABLE temp.merge_closed_scopes",
+    # temp.merge_closed_scopes stays until the snapshot's reads are counted (``CLOSED_OUTCOMES``).
 )
 
 # Versions of ``objects`` and ``grant_versions`` are closed when an ok observation of their scope
@@ -403,20 +402,18 @@ MERGE_STATEMENTS = (
 )
 
 
-#: The observations of snapshot ``:s`` by outcome, closures apart, once merged: scope by scope,
-#: each looked up by its key (``observation_runs`` is kept by scope and outcome).
-SNAPSHOT_OUTCOMES = f"""WITH outcomes(outcome) AS (VALUES {OUTCOME_ROWS})
-SELECT outcome, closed, count(*) FROM (
-    SELECT v.outcome, {read_at("sc.id", "v.outcome", ":s", "o.closure IS NOT NULL")} AS closed
-      FROM scopes sc CROSS JOIN outcomes v)
- WHERE closed IS NOT NULL
- GROUP BY 1, 2"""
-
-#: The same, in the merge of a snapshot that closed no object (so no scope with it): its staged
-#: reads, every one of which the merge kept as it was (at ``huge``, 0.03 s where the runs took
-#: 0.5 s).
+#: The reads of snapshot ``:s`` by outcome, closures apart, as the merge kept them: its staged
+#: reads, every one of which the merge kept as it was (at ``huge``, 0.03 s where asking each
+#: scope's runs took 0.5 s), but for a merge that closed objects (``CLOSE_WITH_OBJECTS``): the
+#: closure of a scope takes the place of its read, and is counted apart.
 STAGED_OUTCOMES = """SELECT outcome, 0, count(*) FROM stage_observations WHERE snapshot_id = :s
  GROUP BY 1"""
+CLOSED_OUTCOMES = """SELECT outcome, 0, count(*) FROM stage_observations
+ WHERE snapshot_id = :s AND scope_id NOT IN (SELECT scope_id FROM temp.merge_closed_scopes)
+ GROUP BY 1
+ UNION ALL
+SELECT 'ok', 1, count(*) FROM temp.merge_closed_scopes"""
+DROP_CLOSED_SCOPES = "DROP TABLE temp.merge_closed_scopes"
 
 #: Why a run is marked aborted by the next one: its process ended without saying.
 DEAD_RUN_MESSAGE = (
@@ -992,9 +989,12 @@ class SnapshotWriter:
     async def _outcomes(self, conn: AsyncConnection) -> tuple[dict[str, int], int]:
         """Observations of this snapshot by outcome, and apart the closures of child scopes of
         deleted objects (not observations of a listing, so not counted as ok)."""
+        # Objects closed by this merge: it made temp.merge_closed_scopes (CLOSE_WITH_OBJECTS).
         closed_any = await _any_object_closed(conn, self.snapshot_id)
-        sql = SNAPSHOT_OUTCOMES if closed_any else STAGED_OUTCOMES
-        rows = await conn.execute(text(sql), {"s": self.snapshot_id})
+        sql = CLOSED_OUTCOMES if closed_any else STAGED_OUTCOMES
+        rows = (await conn.execute(text(sql), {"s": self.snapshot_id})).all()
+        if closed_any:
+            await conn.execute(text(DROP_CLOSED_SCOPES))
         outcomes: dict[str, int] = {}
         closed = 0
         for outcome, is_closure, count in rows:
