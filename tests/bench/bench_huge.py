@@ -26,7 +26,7 @@ from pathlib import Path
 from exporter.simulator import apply_churn, generate_org
 from tests.bench.bench_crawl import CrawlResult
 from tests.bench.bench_plan import workspace_wide_minimum
-from tests.bench.bench_table import Row, report, verdict
+from tests.bench.bench_table import Row, machine_row, report, verdict
 from tests.sim_thread import ThreadedSimulator
 from tests.test_readme_sql import README, cookbook, sql_blocks
 
@@ -191,7 +191,7 @@ def main(argv: list[str]) -> int:
     preset = argv[0] if argv else "huge"  # another preset: a quick trial of the bench itself
     print(f"generating the {preset} org ...", file=sys.stderr, flush=True)
     org = generate_org(preset, SEED)
-    rows: list[Row] = []
+    rows: list[Row] = [machine_row()]
     with tempfile.TemporaryDirectory() as tmp, ThreadedSimulator(org) as sim:
         db = Path(tmp, "huge.db")
         print("night 1 ...", file=sys.stderr, flush=True)

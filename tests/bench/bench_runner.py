@@ -27,7 +27,7 @@ from tests.bench.bench_http import (
 from tests.bench.bench_plan import effective_grants, per_object_scopes
 from tests.bench.bench_store import TwoNights, Year, year
 from tests.bench.bench_store import two_nights as store_two_nights
-from tests.bench.bench_table import Row, markdown, report, verdict
+from tests.bench.bench_table import Row, machine_row, markdown, report, verdict
 
 SEED = 1
 T = TypeVar("T")
@@ -57,6 +57,7 @@ def main(argv: list[str] | None = None) -> int:
     presets = [p for p in args.presets.split(",") if p]
     biggest = presets[-1]
     medium = "medium" if "medium" in presets else presets[0]
+    machine = machine_row("0. ")
 
     http: dict[str, HttpRun] = {}
     for preset in presets:
@@ -91,8 +92,8 @@ def main(argv: list[str] | None = None) -> int:
         lambda: year(generate_org(args.year_preset, SEED), nights=args.nights, churn="kinds"),
     )
 
-    rows = _budget_rows(http, medium, biggest, fair, tight, base, stores, (nights, heavy),
-                        args.nights, args.year_preset)
+    rows = [machine, *_budget_rows(http, medium, biggest, fair, tight, base, stores,
+                                   (nights, heavy), args.nights, args.year_preset)]
     rows += _explicit_rows(biggest, coverage, stores[biggest])
     print("## bbaccess benchmarks\n")
     print(report(rows))

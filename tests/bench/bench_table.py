@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import sqlite3
+import statistics
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -36,3 +39,33 @@ def report(rows: Sequence[Row]) -> str:
         ("figure", "measured", "budget", "verdict"),
         [(r.figure, r.measured, r.budget, r.verdict) for r in rows],
     )
+
+
+#: A fixed SQLite workload, in memory: a million rows made, indexed and read in order. The
+#: budgets are seconds on "this 2-core machine", whose speed moves from day to day by up to half;
+#: this row says how fast the machine was, so that two tables can be compared.
+MACHINE_WORKLOAD = (
+    """CREATE TABLE t AS WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n
+                                                WHERE i < 1000000)
+       SELECT i, (i * 2654435761) % 1000003 AS k FROM n""",
+    "CREATE INDEX t_k ON t (k)",
+    "SELECT count(*), sum(i) FROM (SELECT i FROM t ORDER BY k, i)",
+)
+
+
+def machine_row(number: str = "", repeat: int = 3) -> Row:
+    """The first row of a table (numbered ``number``): ``MACHINE_WORKLOAD``'s time, the median
+    of ``repeat`` runs."""
+    runs = []
+    for _ in range(repeat):
+        conn = sqlite3.connect(":memory:")
+        try:
+            started = time.perf_counter()
+            for statement in MACHINE_WORKLOAD:
+                conn.execute(statement).fetchall()
+            runs.append(time.perf_counter() - started)
+        finally:
+            conn.close()
+    figure = (f"{number}the machine: a fixed SQLite workload in memory (a million rows made, "
+              f"indexed and read in order), median of {repeat}")
+    return Row(figure, f"{statistics.median(runs):.2f} s", "reported", verdict(None))
