@@ -262,27 +262,34 @@ RECHECK = (
     """DELETE FROM unexplained_access
         WHERE (subject_id, object_id) IN (SELECT subject_id, object_id
                                             FROM temp.unexplained_pairs)""",
+    # A workspace's two scopes and a project's two are looked up once each, not once a repository
+    # (at ``huge``, 1.0 s where 1.3 s).
     """CREATE TEMP TABLE unexplained_repos AS
+       WITH workspaces AS MATERIALIZED (
+           SELECT object_uuid, max(CASE kind WHEN 'groups' THEN id END) AS members_scope,
+                  max(CASE kind WHEN 'workspace_roles' THEN id END) AS roles_scope
+             FROM scopes WHERE kind IN ('groups', 'workspace_roles') GROUP BY object_uuid),
+       projects AS MATERIALIZED (
+           SELECT object_uuid, max(CASE kind WHEN 'project_user_grants' THEN id END) AS user_scope,
+                  max(CASE kind WHEN 'project_group_grants' THEN id END) AS group_scope
+             FROM scopes WHERE kind IN ('project_user_grants', 'project_group_grants')
+            GROUP BY object_uuid)
        SELECT rn.id, pn.id AS project_id, wn.id AS workspace_id,
               (SELECT x.id FROM scopes x WHERE x.kind = 'repository_user_grants'
                   AND x.object_uuid = o.uuid) AS user_scope,
               (SELECT x.id FROM scopes x WHERE x.kind = 'repository_group_grants'
                   AND x.object_uuid = o.uuid) AS group_scope,
-              (SELECT x.id FROM scopes x WHERE x.kind = 'project_user_grants'
-                  AND x.object_uuid = o.parent_uuid) AS project_scope,
-              (SELECT x.id FROM scopes x WHERE x.kind = 'project_group_grants'
-                  AND x.object_uuid = o.parent_uuid) AS project_group_scope,
-              (SELECT x.id FROM scopes x WHERE x.kind = 'groups'
-                  AND x.object_uuid = sc.object_uuid) AS members_scope,
-              (SELECT x.id FROM scopes x WHERE x.kind = 'workspace_roles'
-                  AND x.object_uuid = sc.object_uuid) AS roles_scope
+              pr.user_scope AS project_scope, pr.group_scope AS project_group_scope,
+              ws.members_scope, ws.roles_scope
          FROM (SELECT DISTINCT object_id FROM temp.unexplained_pairs) p
         CROSS JOIN names rn ON rn.id = p.object_id
         CROSS JOIN objects o INDEXED BY ix_objects_uuid
            ON o.uuid = rn.uuid AND o.valid_to IS NULL AND o.object_type = 'repository'
         CROSS JOIN scopes sc ON sc.id = o.scope_id AND sc.kind = 'repositories'
          LEFT JOIN names pn ON pn.uuid = o.parent_uuid
-         LEFT JOIN names wn ON wn.uuid = sc.object_uuid""",
+         LEFT JOIN names wn ON wn.uuid = sc.object_uuid
+         LEFT JOIN workspaces ws ON ws.object_uuid = sc.object_uuid
+         LEFT JOIN projects pr ON pr.object_uuid = o.parent_uuid""",
     "CREATE INDEX temp.unexplained_repos_id ON unexplained_repos (id)",
     """INSERT INTO unexplained_access (scope_id, subject_id, object_id)
        SELECT ef.scope_id, ef.subject_id, ef.object_id
