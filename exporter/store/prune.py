@@ -313,11 +313,11 @@ async def _prune_in_transaction(
         await conn.exec_driver_sql(
             f"INSERT INTO {_MAP} (old, new) VALUES (?, ?)", list(absorbs.items())
         )
-    await conn.exec_driver_sql(
-        f"INSERT INTO {_KEPT} (k, prev, n) VALUES (?, ?, ?)",
-        [(k, prev, n) for n, (prev, k) in enumerate(zip([0, *kept], kept, strict=False))],
-    )
     if absorbs:
+        await conn.exec_driver_sql(
+            f"INSERT INTO {_KEPT} (k, prev, n) VALUES (?, ?, ?)",
+            [(k, prev, n) for n, (prev, k) in enumerate(zip([0, *kept], kept, strict=False))],
+        )
         await conn.exec_driver_sql(_FIND_READS)
     moved = deleted = emptied = 0
     for table in ("grant_versions", "objects"):

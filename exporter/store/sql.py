@@ -45,13 +45,18 @@ def latest_ok_read(scope: str, upto: str | None = None, alias: str = "x") -> str
             f"         ORDER BY {x}.first_snapshot_id DESC LIMIT 1)")
 
 
+def latest_run_start(scope: str, outcome: str) -> str:
+    """SQL for where the latest run of the scope ``scope`` with ``outcome`` starts (SQL
+    expressions): the greatest key of the two, one look-up."""
+    return (f"(SELECT max(x.first_snapshot_id) FROM observation_runs x\n"
+            f"          WHERE x.scope_id = {scope} AND x.outcome = {outcome})")
+
+
 def latest_ok_run(scope: str, alias: str = "o") -> str:
     """A join condition: the run ``alias`` is the latest ok run of the scope ``scope`` (its
     ``last_snapshot_id`` the scope's latest ok read, its ``requests`` what that read took)."""
-    o = alias
-    return (f"{o}.scope_id = {scope} AND {o}.outcome = 'ok' AND {o}.first_snapshot_id = ("
-            f"SELECT max(x.first_snapshot_id) FROM observation_runs x "
-            f"WHERE x.scope_id = {scope} AND x.outcome = 'ok')")
+    o, start = alias, latest_run_start(scope, "'ok'")
+    return f"{o}.scope_id = {scope} AND {o}.outcome = 'ok' AND {o}.first_snapshot_id = {start}"
 
 
 def read_at(scope: str, outcome: str, snapshot: str, value: str, alias: str = "o") -> str:

@@ -47,6 +47,7 @@ from exporter.store.sql import (
     PREVIOUS_COMPLETE,
     REFRESH_LABELS,
     grant_kind,
+    latest_run_start,
 )
 from exporter.store.unexplained import update_unexplained
 from exporter.store.unexplained_staged import StagedUnexplained
@@ -247,8 +248,7 @@ MERGE_RUNS = (
          FROM stage_observations so
          LEFT JOIN observation_runs r
            ON r.scope_id = so.scope_id AND r.outcome = so.outcome
-          AND r.first_snapshot_id = (SELECT max(x.first_snapshot_id) FROM observation_runs x
-                                      WHERE x.scope_id = so.scope_id AND x.outcome = so.outcome)
+          AND r.first_snapshot_id = {latest_run_start("so.scope_id", "so.outcome")}
           AND r.last_snapshot_id = ({PREVIOUS_SNAPSHOT}) AND r.closure IS NULL
           AND r.detail IS so.detail AND r.requests = so.requests
         WHERE so.snapshot_id = :s""",
@@ -303,9 +303,7 @@ CLOSE_WITH_OBJECTS = (
           AND outcome IN {EVERY_OUTCOME} AND first_snapshot_id = :s""",
     f"""UPDATE observation_runs SET last_snapshot_id = ({PREVIOUS_SNAPSHOT})
         WHERE (scope_id, outcome, first_snapshot_id) IN (
-              SELECT c.scope_id, v.outcome,
-                     (SELECT max(x.first_snapshot_id) FROM observation_runs x
-                       WHERE x.scope_id = c.scope_id AND x.outcome = v.outcome)
+              SELECT c.scope_id, v.outcome, {latest_run_start("c.scope_id", "v.outcome")}
                 FROM temp.merge_closed_scopes c
                CROSS JOIN (SELECT column1 AS outcome FROM (VALUES {OUTCOME_ROWS})) v)
           AND last_snapshot_id = :s""",
