@@ -327,21 +327,38 @@ def fact_count(org: Org) -> int:
 MAX_IMPOSSIBLE = 100
 
 
-def churn_until(org: Org, *, rng: random.Random, changes: float) -> ChurnResult:
+def churn_until(
+    org: Org, *, rng: random.Random, changes: float, most_per_count: int = 1
+) -> ChurnResult:
     """Mutate ``org`` one change at a time, each of a kind drawn with the weight ``apply_churn``
     gives it (the members or the repositories it is a share of), until the truth counts at least
     ``changes`` changed facts; 0 or less is a quiet day. A day of 0.5 % of ``fact_count`` is the
     0.5 % daily churn of the budgets, whatever the org's size, where ``apply_churn`` does every
-    kind at least once a day and, at ``medium``, changes several times as many facts."""
+    kind at least once a day and, at ``medium``, changes several times as many facts.
+
+    The truth is counted after every change, or, with ``most_per_count`` above 1, after batches
+    of changes: 1, 2, 4 and so on up to ``most_per_count``, and never more than half of the
+    changes that the facts changed so far say are left. A day then stops at the first count that
+    reaches ``changes``, at most one batch past it. Counting the truth reads the whole org: at
+    ``huge`` (4.9 million facts) about 7 s, where a day of 0.5 % is hundreds of changes."""
     day, before, explicit_before = _start(org, rng)
     steps = _steps(org)
     kinds, weights = [step for step, _ in steps], [base for _, base in steps]
-    result = ChurnResult()
-    impossible = 0
+    result = _truth(org, day, before, explicit_before)
+    taken = batch = impossible = 0
     while impossible < MAX_IMPOSSIBLE:
-        result = _truth(org, day, before, explicit_before)
-        if len(result.changes) + len(result.explicit_changes) >= changes:
+        counted = len(result.changes) + len(result.explicit_changes)
+        if counted >= changes:
             break
-        step = rng.choices(kinds, weights=weights)[0]
-        impossible = 0 if step(day) else impossible + 1
+        batch = min(2 * batch or 1, most_per_count)
+        if counted:
+            batch = min(batch, max(1, int((changes - counted) * taken / counted / 2)))
+        for _ in range(batch):
+            if rng.choices(kinds, weights=weights)[0](day):
+                taken, impossible = taken + 1, 0
+            else:
+                impossible += 1
+                if impossible >= MAX_IMPOSSIBLE:
+                    break
+        result = _truth(org, day, before, explicit_before)
     return result

@@ -201,6 +201,35 @@ def test_a_day_of_churn_until_stops_at_the_first_change_that_reaches_its_count(
     assert len(kinds) >= 5  # a day's changes are of every kind, drawn by weight
 
 
+def test_a_day_of_churn_until_counted_by_batches_counts_fewer_times_and_stops_at_its_count(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    org = generate_org("medium")
+    counted: list[int] = []
+    truth = churn._truth
+
+    def counting(*args: Any) -> churn.ChurnResult:
+        result = truth(*args)
+        counted.append(len(result.changes) + len(result.explicit_changes))
+        return result
+
+    monkeypatch.setattr(churn, "_truth", counting)
+    rng = random.Random(7)
+    target = 0.05 * fact_count(org)  # a heavy day: many changes, so that batches grow
+    counts = changed = 0
+    for _ in range(5):
+        before, explicit_before = observable_state(org), explicit_state(org)
+        counted.clear()
+        day = churn_until(org, rng=rng, changes=target, most_per_count=64)
+        assert day.changes == diff_states(before, observable_state(org))
+        assert day.explicit_changes == diff_explicit(explicit_before, explicit_state(org))
+        assert counted[-1] == len(day.changes) + len(day.explicit_changes) >= target
+        assert all(n < target for n in counted[:-1])
+        counts, changed = counts + len(counted), changed + len(day.events)
+    # counted once before the first change, then once a batch: far fewer times than it changed
+    assert counts < changed / 2
+
+
 def test_large_has_the_reference_size() -> None:
     org = generate_org("large")
     spaces = list(org.workspaces.values())
