@@ -35,7 +35,7 @@ $(VENV)/.bench-installed: pyproject.toml $(BIN)/bbaccess
 bench: $(VENV)/.bench-installed ## measure the performance budgets of DESIGN.md (about 18 min), print a table
 	$(BIN)/python -m tests.bench
 
-bench-huge: $(VENV)/.bench-installed ## the huge org (10x large) through three nights and the queries, against the budgets (about 30 min, 10 GB of disk)
+bench-huge: $(VENV)/.bench-installed ## the huge org (10x large) through three nights and the queries, against the budgets (20 to 30 min, 10 GB of disk)
 	$(BIN)/python -m tests.bench.bench_huge
 
 lint: $(BIN)/bbaccess ## ruff and mypy only

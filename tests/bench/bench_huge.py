@@ -9,7 +9,7 @@ are its own. Before the second night, a day of ``apply_churn`` at 0.5 % (every k
 before the third, a day of the budgets' churn, 0.5 % of the facts (``churn_until``), against
 which the nightly budgets are read. Then the queries on the third night, each in a fresh process
 or the plain ``sqlite3`` shell (default settings: what users run). Prints the table of figures
-against the budgets. About 30 minutes on two cores; needs about 10 GB of free disk.
+against the budgets. 20 to 30 minutes on two cores; needs about 10 GB of free disk.
 """
 
 from __future__ import annotations
