@@ -98,16 +98,53 @@ def timed_in_child(db: Path, what: str, a: int, b: int) -> tuple[float, int]:
 def access_at_in_shell(db: Path, snapshot_id: int) -> float | None:
     """Median seconds of the sqlite3 shell running ``access_at`` to its last row (output
     discarded, start-up included); None where the shell is not installed."""
+    return in_shell(db, ACCESS_AT.replace("?", str(snapshot_id)))
+
+
+def in_shell(db: Path, sql: str) -> float | None:
+    """Median seconds of the sqlite3 shell (default settings) running ``sql`` to its last row
+    (output discarded, start-up included); None where the shell is not installed."""
     shell = shutil.which("sqlite3")
     if shell is None:
         return None
     runs = []
     for _ in range(REPEAT):
         started = time.perf_counter()
-        subprocess.run([shell, str(db), ACCESS_AT.replace("?", str(snapshot_id))],
-                       stdout=subprocess.DEVNULL, check=True)
+        subprocess.run([shell, str(db), sql], stdout=subprocess.DEVNULL, check=True)
         runs.append(time.perf_counter() - started)
     return statistics.median(runs)
+
+
+#: The nights of "what changed last week", asked of ``access_changes`` as the README says: with a
+#: value in the filter.
+WEEK_NIGHTS = 7
+
+
+@dataclass(frozen=True)
+class Week:
+    """``access_changes`` for the last ``WEEK_NIGHTS`` nights of a database, in the shell."""
+
+    rows: int
+    by_id: float | None  # ``WHERE snapshot_id > N``
+    by_date: float | None  # ``WHERE snapshot_at > 'the finished_at of night N'``
+
+    @property
+    def worst(self) -> float | None:
+        return None if self.by_id is None or self.by_date is None else max(
+            self.by_id, self.by_date)  # fmt: skip
+
+
+def last_week(db: Path) -> Week:
+    """Time the question about the last week of ``db``'s nights, both ways."""
+    with contextlib.closing(sqlite3.connect(db)) as conn:
+        (last,) = conn.execute(
+            "SELECT max(id) FROM snapshots WHERE status = 'complete'").fetchone()
+        since = last - WEEK_NIGHTS
+        (at,) = conn.execute("SELECT finished_at FROM snapshots WHERE id = ?", (since,)).fetchone()
+        (rows,) = conn.execute(
+            "SELECT count(*) FROM access_changes WHERE snapshot_id > ?", (since,)).fetchone()
+    return Week(rows, in_shell(db, f"SELECT * FROM access_changes WHERE snapshot_id > {since};"),
+                in_shell(db, f"SELECT * FROM access_changes WHERE snapshot_at > '{at}';"))
 
 
 async def _two_nights(org: Org, db: Path, seed: int) -> tuple[int, int, float, float]:
@@ -157,6 +194,8 @@ class Year:
     #: How the churn was drawn: 'facts' (``churn_until`` a share of the facts a day) or 'kinds'
     #: (``apply_churn``: a share of the members or repositories for every kind of change a day).
     churn: str = "facts"
+    #: ``access_changes`` for the last week of the nights.
+    week: Week | None = None
 
     @property
     def daily_churn(self) -> float:
@@ -227,6 +266,7 @@ async def _year(org: Org, db: Path, nights: int, rate: float, seed: int, churn: 
             await writer.night(org)
     finally:
         await writer.close()
+    week = last_week(db)
     parts: dict[str, int] = {}
     final = compact_size(db, scratch, parts)
     with contextlib.closing(sqlite3.connect(db)) as conn:
@@ -239,7 +279,7 @@ async def _year(org: Org, db: Path, nights: int, rate: float, seed: int, churn: 
         await alone.close()
     final_one = compact_size(alone.db, scratch)
     return Year(nights, one, final, final_one, time.perf_counter() - started, parts, versions,
-                open_versions, changes, fact_nights, churn)
+                open_versions, changes, fact_nights, churn, week)
 
 
 def year(org: Org, *, nights: int = 365, rate: float = CHURN, seed: int = 1,
