@@ -340,7 +340,7 @@ def churn_until(
     of changes: 1, 2, 4 and so on up to ``most_per_count``, and never more than half of the
     changes that the facts changed so far say are left. A day then stops at the first count that
     reaches ``changes``, at most one batch past it. Counting the truth reads the whole org: at
-    ``huge`` (4.9 million facts) about 7 s, where a day of 0.5 % is hundreds of changes."""
+    ``huge`` (4.9 million facts) about 10 s, where a day of 0.5 % is hundreds of changes."""
     day, before, explicit_before = _start(org, rng)
     steps = _steps(org)
     kinds, weights = [step for step, _ in steps], [base for _, base in steps]
