@@ -44,6 +44,11 @@ class ChurnResult:
     changes: list[TruthChange] = field(default_factory=list)
     explicit_changes: list[TruthChange] = field(default_factory=list)
 
+    @property
+    def facts_changed(self) -> int:
+        """The facts the day changed: effective and explicit (what ``fact_count`` counts)."""
+        return len(self.changes) + len(self.explicit_changes)
+
 
 @dataclass
 class _Day:
@@ -347,7 +352,7 @@ def churn_until(
     result = _truth(org, day, before, explicit_before)
     taken = batch = impossible = 0
     while impossible < MAX_IMPOSSIBLE:
-        counted = len(result.changes) + len(result.explicit_changes)
+        counted = result.facts_changed
         if counted >= changes:
             break
         batch = min(2 * batch or 1, most_per_count)

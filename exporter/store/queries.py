@@ -431,7 +431,10 @@ class Coverage:
     nights_to_full: int | None  # until every scope was observed once; None: unknown pace
 
 
-COVERAGE_SQL = """WITH objs AS (
+#: The per-object scope of kind ``k.kind`` for the object ``o`` (one at most: scopes are unique
+#: by kind and object).
+_OBJECT_SCOPE = "(SELECT sc.id FROM scopes sc WHERE sc.kind = k.kind AND sc.object_uuid = o.uuid)"
+COVERAGE_SQL = f"""WITH objs AS (
     SELECT s.workspace_uuid, o.object_type, o.uuid FROM objects o JOIN scopes s ON s.id = o.scope_id
      WHERE o.valid_to IS NULL AND s.kind IN ('repositories', 'projects')),
 kinds(kind, object_type) AS (VALUES
@@ -439,10 +442,7 @@ kinds(kind, object_type) AS (VALUES
     ('project_user_grants', 'project'), ('project_group_grants', 'project')),
 latest AS (
     SELECT k.kind, o.workspace_uuid, o.uuid,
-           (SELECT x.last_snapshot_id FROM scopes sc
-              JOIN observation_runs x ON x.scope_id = sc.id AND x.outcome = 'ok'
-             WHERE sc.kind = k.kind AND sc.object_uuid = o.uuid
-             ORDER BY x.first_snapshot_id DESC LIMIT 1) AS last_ok
+           {latest_ok_read(_OBJECT_SCOPE)} AS last_ok
       FROM objs o JOIN kinds k ON k.object_type = o.object_type)
 SELECT g.*, (SELECT finished_at FROM snapshots WHERE id = g.oldest) FROM (
     SELECT coalesce(w.label, l.workspace_uuid), l.kind, count(*), count(l.last_ok),

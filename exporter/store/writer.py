@@ -428,13 +428,14 @@ STAGED_ROWS = (
 
 async def merge_staged(
     conn: AsyncConnection, snapshot_id: int, staged: StagedUnexplained | None = None
-) -> None:
+) -> bool:
     """Merge the staged rows of ``snapshot_id``'s ok observations into the versioned facts, bring
     the effective access no source explains up to date, log what changed since the complete
     snapshot before it, and refresh the labels, the names and the small tables' statistics,
     inside the caller's transaction. With ``staged`` (a first snapshot), the stage has been made
     ready (``prepare_stage``) and the effective access no source explains is being found
-    beside."""
+    beside. Returns whether the merge closed an object: the closures of the scopes under it
+    are then left in ``temp.merge_closed_scopes`` for ``CLOSED_OUTCOMES``."""
     bulk = await _is_bulk(conn)
     if bulk:  # a nightly merge changes a few percent and keeps the stage's smaller cache
         await conn.execute(text(f"PRAGMA cache_size=-{MERGE_CACHE_KIB}"))
@@ -475,6 +476,7 @@ async def merge_staged(
             await conn.execute(text(statement), {"s": snapshot_id})
     finally:
         await conn.execute(text(f"PRAGMA cache_size=-{CACHE_KIB}"))
+    return bool(objects_closed)
 
 
 async def prepare_stage(conn: AsyncConnection, snapshot_id: int, *, keyed: bool) -> None:
@@ -869,8 +871,8 @@ class SnapshotWriter:
                     await self._write_pending(conn)
                     staged = (await conn.execute(text(STAGED_ROWS))).scalar_one()
                     log.info("merging snapshot %d (%d rows in the stage)", s, staged)
-                    await merge_staged(conn, s, beside)
-                    outcomes, closed = await self._outcomes(conn)
+                    objects_closed = await merge_staged(conn, s, beside)
+                    outcomes, closed = await self._outcomes(conn, objects_closed)
                     outcomes[Outcome.SKIPPED] = outcomes.get(Outcome.SKIPPED, 0) + skipped
                     await conn.execute(
                         update(schema.snapshots)
@@ -984,14 +986,16 @@ class SnapshotWriter:
                 "took over the database, so nothing of this one was merged"
             )
 
-    async def _outcomes(self, conn: AsyncConnection) -> tuple[dict[str, int], int]:
+    async def _outcomes(
+        self, conn: AsyncConnection, objects_closed: bool
+    ) -> tuple[dict[str, int], int]:
         """Observations of this snapshot by outcome, and apart the closures of child scopes of
-        deleted objects (not observations of a listing, so not counted as ok)."""
-        # Objects closed by this merge: it made temp.merge_closed_scopes (CLOSE_WITH_OBJECTS).
-        closed_any = await _any_object_closed(conn, self.snapshot_id)
-        sql = CLOSED_OUTCOMES if closed_any else STAGED_OUTCOMES
+        deleted objects (not observations of a listing, so not counted as ok). A merge that
+        closed objects (``objects_closed``) left those closures in ``temp.merge_closed_scopes``
+        (``CLOSE_WITH_OBJECTS``), dropped here."""
+        sql = CLOSED_OUTCOMES if objects_closed else STAGED_OUTCOMES
         rows = (await conn.execute(text(sql), {"s": self.snapshot_id})).all()
-        if closed_any:
+        if objects_closed:
             await conn.execute(text(DROP_CLOSED_SCOPES))
         outcomes: dict[str, int] = {}
         closed = 0

@@ -17,7 +17,6 @@ from __future__ import annotations
 import json
 import random
 import re
-import shutil
 import sqlite3
 import subprocess
 import sys
@@ -26,10 +25,10 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from exporter.simulator import ChurnResult, apply_churn, churn_until, fact_count, generate_org
+from exporter.simulator import apply_churn, churn_until, fact_count, generate_org
 from tests.bench.bench_crawl import CrawlResult
 from tests.bench.bench_plan import workspace_wide_minimum
-from tests.bench.bench_table import Row, machine_row, report, verdict
+from tests.bench.bench_table import QUERY_TIMEOUT, Row, machine_row, report, shell_seconds, verdict
 from tests.sim_thread import ThreadedSimulator
 from tests.test_readme_sql import README, cookbook, sql_blocks
 
@@ -105,25 +104,6 @@ def fifths(samples: list[tuple[float, int]]) -> list[float]:
     return rates
 
 
-#: A query still running after this long is stopped and shown as over it.
-QUERY_TIMEOUT = 60.0
-
-
-def shell_seconds(db: Path, sql: str) -> float | None:
-    """Seconds the plain ``sqlite3`` shell takes to answer ``sql`` (output discarded; at most
-    ``QUERY_TIMEOUT``, then ``inf``), or None without a shell."""
-    shell = shutil.which("sqlite3")
-    if shell is None:
-        return None
-    started = time.perf_counter()
-    try:
-        subprocess.run([shell, str(db)], input=sql, stdout=subprocess.DEVNULL, check=True,
-                       text=True, timeout=QUERY_TIMEOUT)  # fmt: skip
-    except subprocess.TimeoutExpired:
-        return float("inf")
-    return time.perf_counter() - started
-
-
 #: The demo's names in the README's cookbook, and how to find a name of the same kind in any
 #: database: the queries filtered by a name must find rows, or they prove nothing about speed.
 DEMO_NAMES = {
@@ -193,11 +173,6 @@ def is_flat(rates: list[float]) -> bool | None:
     return None if not rates else min(rates) >= FLAT * max(rates)
 
 
-def changed(day: ChurnResult) -> int:
-    """The facts a day of churn changed, as the simulator's truth counts them."""
-    return len(day.changes) + len(day.explicit_changes)
-
-
 def main(argv: list[str]) -> int:
     preset = argv[0] if argv else "huge"  # another preset: a quick trial of the bench itself
     print(f"generating the {preset} org ...", file=sys.stderr, flush=True)
@@ -233,8 +208,8 @@ def main(argv: list[str]) -> int:
     # removed before the page went out (Documentation/filesystems/proc.rst): the difference is
     # what the disk received.
     disk = None if written is None else written - (c1.cancelled_bytes or 0)
-    heavy_share = f"{changed(heavy_day)} facts, {changed(heavy_day) / facts:.1%}"
-    day_share = f"{changed(day)} facts, {changed(day) / facts_heavy:.2%}"
+    heavy_share = f"{heavy_day.facts_changed} facts, {heavy_day.facts_changed / facts:.1%}"
+    day_share = f"{day.facts_changed} facts, {day.facts_changed / facts_heavy:.2%}"
     rss = max(c.peak_rss_mb for c in (c1, c2, c3))
     rows += [
         Row("facts of the first snapshot; changed by the heavy day (`apply_churn` at 0.5 %); "

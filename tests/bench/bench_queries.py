@@ -10,7 +10,8 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from tests.bench.bench_huge import QUERY_BUDGET, seconds_cell, shell_seconds, with_names_of
+from tests.bench.bench_huge import QUERY_BUDGET, seconds_cell, with_names_of
+from tests.bench.bench_table import shell_seconds
 from tests.test_readme_sql import README, cookbook, sql_blocks
 
 COUNT_SNAPSHOT = (

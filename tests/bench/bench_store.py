@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import random
-import shutil
 import sqlite3
 import statistics
 import subprocess
@@ -20,6 +19,7 @@ from exporter.store.database import open_database
 from exporter.store.queries import diff
 from tests.bench.bench_explicit import WhoCanAccess, who_can_access
 from tests.bench.bench_records import NightWriter
+from tests.bench.bench_table import shell_seconds
 
 CHURN = 0.005
 ACCESS_AT = "SELECT * FROM access_at WHERE snapshot_id = ?"
@@ -103,16 +103,9 @@ def access_at_in_shell(db: Path, snapshot_id: int) -> float | None:
 
 def in_shell(db: Path, sql: str) -> float | None:
     """Median seconds of the sqlite3 shell (default settings) running ``sql`` to its last row
-    (output discarded, start-up included); None where the shell is not installed."""
-    shell = shutil.which("sqlite3")
-    if shell is None:
-        return None
-    runs = []
-    for _ in range(REPEAT):
-        started = time.perf_counter()
-        subprocess.run([shell, str(db), sql], stdout=subprocess.DEVNULL, check=True)
-        runs.append(time.perf_counter() - started)
-    return statistics.median(runs)
+    (``shell_seconds``, ``REPEAT`` times); None where the shell is not installed."""
+    runs = [shell_seconds(db, sql) for _ in range(REPEAT)]
+    return None if None in runs else statistics.median(r for r in runs if r is not None)
 
 
 #: The nights of "what changed last week", asked of ``access_changes`` as the README says: with a
@@ -259,7 +252,7 @@ async def _year(org: Org, db: Path, nights: int, rate: float, seed: int, churn: 
                 day = churn_until(org, rng=rng, changes=owed)
             else:
                 day = apply_churn(org, rng=rng, rate=rate)
-            made = len(day.changes) + len(day.explicit_changes)
+            made = day.facts_changed
             owed -= made
             changes += made
             fact_nights += facts

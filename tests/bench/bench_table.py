@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import shutil
 import sqlite3
 import statistics
+import subprocess
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 
 @dataclass(frozen=True)
@@ -69,3 +72,22 @@ def machine_row(number: str = "", repeat: int = 3) -> Row:
     figure = (f"{number}the machine: a fixed SQLite workload in memory (a million rows made, "
               f"indexed and read in order), median of {repeat}")
     return Row(figure, f"{statistics.median(runs):.2f} s", "reported", verdict(None))
+
+
+#: A query still running after this long is stopped and shown as over it.
+QUERY_TIMEOUT = 60.0
+
+
+def shell_seconds(db: Path, sql: str) -> float | None:
+    """Seconds the plain ``sqlite3`` shell takes to answer ``sql`` (output discarded; at most
+    ``QUERY_TIMEOUT``, then ``inf``), or None without a shell."""
+    shell = shutil.which("sqlite3")
+    if shell is None:
+        return None
+    started = time.perf_counter()
+    try:
+        subprocess.run([shell, str(db)], input=sql, stdout=subprocess.DEVNULL, check=True,
+                       text=True, timeout=QUERY_TIMEOUT)  # fmt: skip
+    except subprocess.TimeoutExpired:
+        return float("inf")
+    return time.perf_counter() - started
